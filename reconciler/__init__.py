@@ -1,0 +1,1 @@
+"""The reconciler: load desired state, observe, plan, execute, watch; and the CLI."""

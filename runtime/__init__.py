@@ -1,0 +1,1 @@
+"""The containerd-style layer and the runC-style runtime of pyreconcile."""

@@ -1,0 +1,296 @@
+"""The one facade through which the reconciler reaches the runtime.
+
+``RuntimeClient`` is a small Protocol. It has two implementations that pass the
+same contract tests (``tests/contract``): ``runtime.local.LocalRuntime``, the
+real engine (content store, snapshots, SQLite metadata, shims, the OCI
+runtime), and ``runtime.fake.FakeRuntime``, an in-memory stand-in for the
+reconciler's unit tests.
+
+The request types (``*Config``) say what to make; the record types (``*Info``)
+are what was observed. Both are frozen dataclasses of plain values so that they
+can be compared, hashed into plans and printed. Names here are runtime names:
+the reconciler prefixes a container's manifest name with its stack.
+
+Stdlib only: the shim imports parts of ``runtime`` with ``python -I -S``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping
+from typing import Literal, Protocol
+
+__all__ = [
+    "ContainerConfig",
+    "ContainerInfo",
+    "ContainerStatus",
+    "ContainerUpdate",
+    "HealthcheckConfig",
+    "ImageConfig",
+    "ImageInfo",
+    "LogEntry",
+    "MountConfig",
+    "NetworkAttachmentConfig",
+    "NetworkConfig",
+    "NetworkInfo",
+    "PortConfig",
+    "ResourcesConfig",
+    "RuntimeClient",
+    "VolumeConfig",
+    "VolumeInfo",
+    "frozen_map",
+]
+
+ContainerStatus = Literal["created", "running", "paused", "restarting", "exited", "dead"]
+"""Docker's container states. ``dead`` is a container whose shim vanished
+without recording an exit (reported with exit code 137, as containerd does)."""
+
+
+def frozen_map(items: Mapping[str, str] | None = None) -> tuple[tuple[str, str], ...]:
+    """A mapping as a sorted tuple of pairs, hashable and order-independent."""
+    return tuple(sorted((items or {}).items()))
+
+
+# ---------------------------------------------------------------------------
+# Images
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageConfig:
+    """The parts of an image's config that a container inherits."""
+
+    entrypoint: tuple[str, ...] | None = None
+    cmd: tuple[str, ...] | None = None
+    env: tuple[str, ...] = ()  # "KEY=value", in image order
+    working_dir: str = ""
+    user: str = ""
+    stop_signal: str = ""
+    labels: tuple[tuple[str, str], ...] = ()
+    volumes: tuple[str, ...] = ()
+    exposed_ports: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageInfo:
+    """An image in the local store."""
+
+    id: str  # sha256 of the image config ("sha256:…"), Docker's ImageID
+    digest: str  # sha256 of the manifest, the repo digest
+    references: tuple[str, ...]  # normalised names that point at it
+    config: ImageConfig
+    size: int  # bytes of the layers as stored
+    created_at: float
+    annotations: tuple[tuple[str, str], ...] = ()
+
+
+# ---------------------------------------------------------------------------
+# Volumes and networks
+
+
+@dataclasses.dataclass(frozen=True)
+class VolumeConfig:
+    name: str
+    driver: str = "local"
+    options: tuple[tuple[str, str], ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+    annotations: tuple[tuple[str, str], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class VolumeInfo:
+    name: str
+    driver: str
+    options: tuple[tuple[str, str], ...]
+    labels: tuple[tuple[str, str], ...]
+    annotations: tuple[tuple[str, str], ...]
+    mountpoint: str
+    created_at: float
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkConfig:
+    name: str
+    driver: str = "bridge"
+    subnet: str | None = None
+    gateway: str | None = None
+    ip_range: str | None = None
+    internal: bool = False
+    options: tuple[tuple[str, str], ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+    annotations: tuple[tuple[str, str], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkInfo:
+    id: str
+    name: str
+    driver: str
+    subnet: str | None
+    gateway: str | None
+    ip_range: str | None
+    internal: bool
+    options: tuple[tuple[str, str], ...]
+    labels: tuple[tuple[str, str], ...]
+    annotations: tuple[tuple[str, str], ...]
+    created_at: float
+
+
+# ---------------------------------------------------------------------------
+# Containers
+
+
+@dataclasses.dataclass(frozen=True)
+class MountConfig:
+    """One mount of a container, with its source already resolved.
+
+    ``type`` is ``volume`` (``source`` names a volume), ``bind`` (``source`` is
+    an absolute host path) or ``tmpfs`` (no source).
+    """
+
+    type: Literal["volume", "bind", "tmpfs"]
+    target: str
+    source: str | None = None
+    read_only: bool = False
+    sub_path: str | None = None
+    size: int | None = None  # tmpfs bytes
+    mode: int | None = None  # tmpfs mode
+
+
+@dataclasses.dataclass(frozen=True)
+class PortConfig:
+    container_port: int
+    protocol: Literal["tcp", "udp"] = "tcp"
+    host_port: int | None = None
+    host_ip: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkAttachmentConfig:
+    network: str
+    aliases: tuple[str, ...] = ()
+    ipv4_address: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ResourcesConfig:
+    memory: int | None = None  # bytes
+    cpus: float | None = None
+    pids: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class HealthcheckConfig:
+    test: tuple[str, ...]
+    interval: float = 30.0
+    timeout: float = 30.0
+    retries: int = 3
+    start_period: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class ContainerConfig:
+    """What to create. ``None`` means "take the image's value"."""
+
+    name: str
+    image: str  # a reference or an image id
+    entrypoint: tuple[str, ...] | None = None
+    command: tuple[str, ...] | None = None
+    env: tuple[tuple[str, str], ...] = ()  # merged over the image's Env
+    working_dir: str | None = None
+    user: str | None = None
+    hostname: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+    annotations: tuple[tuple[str, str], ...] = ()
+    mounts: tuple[MountConfig, ...] = ()
+    networks: tuple[NetworkAttachmentConfig, ...] = ()
+    ports: tuple[PortConfig, ...] = ()
+    resources: ResourcesConfig = ResourcesConfig()
+    restart_policy: str = "no"  # no | always | unless-stopped | on-failure[:N]
+    stop_signal: str | None = None
+    stop_grace_period: float | None = None
+    init: bool = False
+    healthcheck: HealthcheckConfig | None = None
+    oci_runtime: str | None = None  # None: the builtin runtime; else a runc-compatible binary
+
+
+@dataclasses.dataclass(frozen=True)
+class ContainerUpdate:
+    """The fields that change in place, without a recreate. ``None``: unchanged."""
+
+    labels: tuple[tuple[str, str], ...] | None = None
+    annotations: tuple[tuple[str, str], ...] | None = None
+    restart_policy: str | None = None
+    resources: ResourcesConfig | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ContainerInfo:
+    """A container as observed now (re-read on every call, never cached)."""
+
+    id: str
+    name: str
+    config: ContainerConfig
+    image_id: str
+    image_digest: str
+    status: ContainerStatus
+    pid: int | None
+    exit_code: int | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    restart_count: int
+    operator_stopped: bool  # stopped by `pyreconcile stop`: self-heal leaves it alone
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return dict(self.config.labels)
+
+    @property
+    def annotations(self) -> dict[str, str]:
+        return dict(self.config.annotations)
+
+
+@dataclasses.dataclass(frozen=True)
+class LogEntry:
+    time: str  # RFC 3339 with nanoseconds, UTC
+    stream: Literal["stdout", "stderr"]
+    log: str
+
+
+class RuntimeClient(Protocol):
+    """Everything the reconciler may ask of the runtime."""
+
+    # images
+    def list_images(self) -> list[ImageInfo]: ...
+    def get_image(self, ref: str) -> ImageInfo: ...
+    def import_image(
+        self, path: str, reference: str | None = None, annotations: Mapping[str, str] | None = None
+    ) -> ImageInfo: ...
+    def pull_image(self, reference: str) -> ImageInfo: ...
+    def remove_image(self, ref: str) -> None: ...
+
+    # volumes
+    def list_volumes(self) -> list[VolumeInfo]: ...
+    def create_volume(self, config: VolumeConfig) -> VolumeInfo: ...
+    def remove_volume(self, name: str) -> None: ...
+
+    # networks
+    def list_networks(self) -> list[NetworkInfo]: ...
+    def create_network(self, config: NetworkConfig) -> NetworkInfo: ...
+    def remove_network(self, name: str) -> None: ...
+
+    # containers
+    def list_containers(self) -> list[ContainerInfo]: ...
+    def get_container(self, name_or_id: str) -> ContainerInfo: ...
+    def create_container(self, config: ContainerConfig) -> ContainerInfo: ...
+    def start_container(self, name: str) -> ContainerInfo: ...
+    def stop_container(
+        self, name: str, timeout: float | None = None, *, operator: bool = False
+    ) -> ContainerInfo: ...
+    def update_container(self, name: str, update: ContainerUpdate) -> ContainerInfo: ...
+    def remove_container(self, name: str, *, force: bool = False) -> None: ...
+    def container_logs(
+        self, name: str, *, tail: int | None = None, follow: bool = False
+    ) -> Iterator[LogEntry]: ...
+
+    def close(self) -> None: ...

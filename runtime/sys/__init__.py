@@ -1,0 +1,152 @@
+"""The only place that calls libc through ctypes.
+
+Python 3.11 has no ``os.unshare``, ``os.setns``, ``mount`` or ``pivot_root``;
+these thin wrappers raise ``OSError`` with the real errno (mapped to the
+runtime's categories by callers at their edge). Stdlib only: the shim and the
+container's init import this with ``python -I -S``.
+
+Submodules add families of calls (capabilities, seccomp …); this module holds
+the core: namespaces, mounts, pivot_root, prctl, host names.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+
+__all__ = [
+    "CLONE_NEWCGROUP", "CLONE_NEWIPC", "CLONE_NEWNET", "CLONE_NEWNS", "CLONE_NEWPID",
+    "CLONE_NEWTIME", "CLONE_NEWUSER", "CLONE_NEWUTS",
+    "MNT_DETACH", "MNT_FORCE", "MS_BIND", "MS_NODEV", "MS_NOEXEC", "MS_NOSUID", "MS_PRIVATE",
+    "MS_RDONLY", "MS_REC", "MS_RELATIME", "MS_REMOUNT", "MS_SHARED", "MS_SLAVE", "MS_STRICTATIME",
+    "MS_UNBINDABLE", "MS_MOVE", "MS_NOATIME", "MS_NODIRATIME",
+    "PR_SET_CHILD_SUBREAPER", "PR_SET_DUMPABLE", "PR_SET_NO_NEW_PRIVS", "PR_SET_PDEATHSIG",
+    "PR_SET_NAME", "PR_CAPBSET_DROP", "PR_CAPBSET_READ",
+    "libc", "mount", "pivot_root", "prctl", "sethostname", "setdomainname", "setns", "umount2",
+    "unshare", "syscall_number",
+]
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+CLONE_NEWTIME = 0x00000080
+
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_SYNCHRONOUS = 16
+MS_REMOUNT = 32
+MS_MANDLOCK = 64
+MS_DIRSYNC = 128
+MS_NOSYMFOLLOW = 256
+MS_NOATIME = 1024
+MS_NODIRATIME = 2048
+MS_BIND = 4096
+MS_MOVE = 8192
+MS_REC = 16384
+MS_SILENT = 32768
+MS_UNBINDABLE = 1 << 17
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MS_RELATIME = 1 << 21
+MS_STRICTATIME = 1 << 24
+MS_LAZYTIME = 1 << 25
+
+MNT_FORCE = 1
+MNT_DETACH = 2
+MNT_EXPIRE = 4
+UMOUNT_NOFOLLOW = 8
+
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_NAME = 15
+PR_CAPBSET_READ = 23
+PR_CAPBSET_DROP = 24
+PR_SET_SECUREBITS = 28
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_CHILD_SUBREAPER = 36
+PR_CAP_AMBIENT = 47
+
+_SYSCALLS = {
+    "x86_64": {"pivot_root": 155, "setns": 308, "unshare": 272, "close_range": 436, "openat2": 437,
+               "capget": 125, "capset": 126, "seccomp": 317, "memfd_create": 319,
+               "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsmount": 432},
+    "aarch64": {"pivot_root": 41, "setns": 268, "unshare": 97, "close_range": 436, "openat2": 437,
+                "capget": 90, "capset": 91, "seccomp": 277, "memfd_create": 279,
+                "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsmount": 432},
+}
+
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+libc.unshare.argtypes = [ctypes.c_int]
+libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+libc.setdomainname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+libc.syscall.restype = ctypes.c_long
+
+
+def syscall_number(name: str) -> int:
+    machine = platform.machine()
+    try:
+        return _SYSCALLS[machine][name]
+    except KeyError:
+        raise OSError(38, f"syscall {name} is not known on {machine}") from None
+
+
+def _check(result: int, what: str, path: str | None = None) -> int:
+    if result < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}", path)
+    return result
+
+
+def _b(value: str | bytes | None) -> bytes | None:
+    if value is None:
+        return None
+    return value if isinstance(value, bytes) else os.fsencode(value)
+
+
+def mount(
+    source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None
+) -> None:
+    _check(libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data)), "mount", target)
+
+
+def umount2(target: str, flags: int = 0) -> None:
+    _check(libc.umount2(_b(target), flags), "umount2", target)
+
+
+def unshare(flags: int) -> None:
+    _check(libc.unshare(flags), "unshare")
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    _check(libc.setns(fd, nstype), "setns")
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    nr = syscall_number("pivot_root")
+    _check(libc.syscall(nr, _b(new_root), _b(put_old)), "pivot_root", new_root)
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    return _check(libc.prctl(option, arg2, arg3, arg4, arg5), "prctl")
+
+
+def sethostname(name: str) -> None:
+    raw = name.encode()
+    _check(libc.sethostname(raw, len(raw)), "sethostname")
+
+
+def setdomainname(name: str) -> None:
+    raw = name.encode()
+    _check(libc.setdomainname(raw, len(raw)), "setdomainname")

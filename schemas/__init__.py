@@ -1,0 +1,1 @@
+"""Public types of pyreconcile: manifests, references, units. No I/O."""

@@ -1,0 +1,47 @@
+"""What a test may leave behind, read from the host: mounts, processes and
+cgroups that mention a path or a name. Tests call these at teardown and fail
+if anything is left."""
+
+from __future__ import annotations
+
+import os
+
+
+def mounts_under(prefix: str) -> list[str]:
+    """Mount points at or below ``prefix`` in this mount namespace."""
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split()[4].replace("\\040", " ")
+            if point == prefix or point.startswith(prefix.rstrip("/") + "/"):
+                found.append(point)
+    return found
+
+
+def processes_mentioning(text: str) -> list[tuple[int, str]]:
+    """Live processes whose command line or working directory mentions ``text``."""
+    found = []
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmd:
+            found.append((int(entry), cmd.strip()))
+    return found
+
+
+def cgroup_dirs(name: str) -> list[str]:
+    """Directories called ``name`` directly under any cgroup hierarchy's root."""
+    found = []
+    base = "/sys/fs/cgroup"
+    candidates = [base] + [os.path.join(base, d) for d in os.listdir(base)]
+    for root in candidates:
+        path = os.path.join(root, name)
+        if os.path.isdir(path) and os.path.exists(os.path.join(root, "cgroup.procs")):
+            found.append(path)
+    return found
