@@ -95,7 +95,7 @@ def _string_map(value: Any, what: str) -> Any:
         for key, val in value.items():
             if val is None:
                 raise ValueError(
-                    f"{what} {key!r} has no value: write {key}: \"\" for an empty string"
+                    f'{what} {key!r} has no value: write {key}: "" for an empty string'
                 )
             out[str(key)] = _scalar_to_str(val)
         return out
@@ -154,7 +154,9 @@ def _absolute_path(value: str, what: str) -> str:
 
 class Metadata(Model):
     name: str = Field(description="DNS label, unique per kind within a stack")
-    stack: str | None = Field(default=None, description="the stack (Compose: project) it belongs to")
+    stack: str | None = Field(
+        default=None, description="the stack (Compose: project) it belongs to"
+    )
     labels: LabelMap = Field(default_factory=dict)
     annotations: LabelMap = Field(default_factory=dict)
 
@@ -180,7 +182,9 @@ class Metadata(Model):
 
 class PortMapping(Model):
     container_port: int = Field(ge=1, le=65535)
-    host_port: int | None = Field(default=None, ge=0, le=65535, description="0 or absent: ephemeral")
+    host_port: int | None = Field(
+        default=None, ge=0, le=65535, description="0 or absent: ephemeral"
+    )
     host_ip: str | None = Field(default=None, alias="hostIP")
     protocol: Literal["tcp", "udp"] = "tcp"
 
@@ -228,7 +232,7 @@ def parse_port_short(text: str) -> list[dict[str, Any]]:
         raise ValueError(f"invalid port {original!r}: expected [ip:][host:]container[/protocol]")
     try:
         containers = _port_range(container)
-        hosts = _port_range(host) if host else [None] * len(containers)  # type: ignore[list-item]
+        hosts: list[int | None] = list(_port_range(host)) if host else [None] * len(containers)
     except ValueError:
         raise ValueError(
             f"invalid port {original!r}: expected numbers such as 8080:80 or 8000-8001:80-81"
@@ -258,7 +262,8 @@ def _ports(value: Any) -> Any:
 class Mount(Model):
     type: Literal["volume", "bind", "tmpfs"] = "volume"
     source: str | None = Field(
-        default=None, description="a Volume's name, a host path (bind), or absent (anonymous, tmpfs)"
+        default=None,
+        description="a Volume's name, a host path (bind), or absent (anonymous, tmpfs)",
     )
     target: str
     read_only: bool = False
@@ -369,7 +374,9 @@ _COMPOSE_CONDITIONS = {
 class Dependency(Model):
     name: str
     condition: Literal["started", "healthy", "completed"] = "started"
-    restart: bool = Field(default=False, description="restart this container when the dependency is")
+    restart: bool = Field(
+        default=False, description="restart this container when the dependency is"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -524,7 +531,8 @@ class ContainerSpec(Model):
     def _restart_policy(cls, value: str) -> str:
         if not _RESTART.match(value):
             raise ValueError(
-                f"invalid restart policy {value!r}: use no, always, unless-stopped or on-failure[:N]"
+                f"invalid restart policy {value!r}: "
+                "use no, always, unless-stopped or on-failure[:N]"
             )
         return value
 
@@ -594,7 +602,9 @@ class NetworkSpec(Model):
     ip_range: str | None = None
     internal: bool = False
     parent: str | None = Field(default=None, description="macvlan: the host interface")
-    peers: list[str] = Field(default_factory=list, description="overlay: the other hosts' addresses")
+    peers: list[str] = Field(
+        default_factory=list, description="overlay: the other hosts' addresses"
+    )
     vni: int | None = Field(default=None, ge=1, le=16777215, description="overlay: VXLAN id")
     mtu: int | None = Field(default=None, ge=68, le=65535)
 
@@ -620,9 +630,10 @@ class NetworkSpec(Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> NetworkSpec:
-        if self.driver in ("host", "none"):
-            if self.subnet or self.gateway or self.ip_range or self.parent or self.peers:
-                raise ValueError(f"a {self.driver} network takes no subnet, gateway, parent or peers")
+        if self.driver in ("host", "none") and (
+            self.subnet or self.gateway or self.ip_range or self.parent or self.peers
+        ):
+            raise ValueError(f"a {self.driver} network takes no subnet, gateway, parent or peers")
         if self.driver == "macvlan" and not self.parent:
             raise ValueError("a macvlan network needs parent (the host interface)")
         if self.subnet:

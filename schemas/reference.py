@@ -79,7 +79,8 @@ def parse_reference(text: str) -> Reference:
         rest, digest = rest.split("@", 1)
         if not _DIGEST.match(digest):
             raise ReferenceError_(
-                f"invalid digest {digest!r} in {text!r}: expected sha256: and 64 lowercase hex digits"
+                f"invalid digest {digest!r} in {text!r}: "
+                "expected sha256: and 64 lowercase hex digits"
             )
     tag = None
     last_slash = rest.rfind("/")

@@ -14,15 +14,34 @@ from pydantic import BeforeValidator, WithJsonSchema
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d)")
 _DURATION_SECONDS = {
-    "ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0,
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
 }
 
 _QUANTITY = re.compile(r"^(\d+(?:\.\d+)?)\s*([kKmMgGtTpP]i?|[bB]|[kKmMgGtT][bB])?$")
 _QUANTITY_FACTOR = {
-    "": 1, "b": 1,
-    "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "p": 10**15,
-    "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-    "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40, "pi": 2**50,
+    "": 1,
+    "b": 1,
+    "k": 10**3,
+    "m": 10**6,
+    "g": 10**9,
+    "t": 10**12,
+    "p": 10**15,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "ki": 2**10,
+    "mi": 2**20,
+    "gi": 2**30,
+    "ti": 2**40,
+    "pi": 2**50,
 }
 
 
@@ -46,7 +65,9 @@ def parse_duration(value: Any) -> float:
         total += float(match.group(1)) * _DURATION_SECONDS[match.group(2)]
         pos = match.end()
     if pos != len(text) or not text:
-        raise ValueError(f"invalid duration {value!r}: use a number with a unit, such as 10s, 1m30s or 500ms")
+        raise ValueError(
+            f"invalid duration {value!r}: use a number with a unit, such as 10s, 1m30s or 500ms"
+        )
     return total
 
 
@@ -64,7 +85,9 @@ def parse_quantity(value: Any) -> int:
         raise ValueError("expected a size such as 64Mi, 1G or 512k")
     match = _QUANTITY.match(value.strip())
     if not match:
-        raise ValueError(f"invalid size {value!r}: use a number with a unit, such as 64Mi, 1G or 512k")
+        raise ValueError(
+            f"invalid size {value!r}: use a number with a unit, such as 64Mi, 1G or 512k"
+        )
     number, unit = match.group(1), (match.group(2) or "").lower()
     return int(float(number) * _QUANTITY_FACTOR[unit])
 
@@ -89,7 +112,10 @@ Quantity = Annotated[
         {
             "anyOf": [
                 {"type": "integer", "minimum": 0},
-                {"type": "string", "pattern": r"^\d+(\.\d+)?\s*([kKmMgGtTpP]i?|[bB]|[kKmMgGtT][bB])?$"},
+                {
+                    "type": "string",
+                    "pattern": r"^\d+(\.\d+)?\s*([kKmMgGtTpP]i?|[bB]|[kKmMgGtT][bB])?$",
+                },
             ],
             "description": "bytes, or a size such as 64Mi, 1G, 512k",
         }

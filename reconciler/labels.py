@@ -1,0 +1,22 @@
+"""The labels and annotations pyreconcile puts on the objects it manages."""
+
+from __future__ import annotations
+
+MANAGED = "io.pyreconcile.managed"
+STACK = "io.pyreconcile.stack"
+NAME = "io.pyreconcile.name"
+KIND = "io.pyreconcile.kind"
+SPEC_HASH = "io.pyreconcile.spec-hash"
+APPLIED_SPEC = "io.pyreconcile.applied-spec"  # annotation: the canonical applied record (JSON)
+IMAGE_SOURCE = "io.pyreconcile.import-source-digest"  # image annotation
+
+
+def managed(stack: str, kind: str, name: str, spec_hash: str | None = None) -> dict[str, str]:
+    labels = {MANAGED: "true", STACK: stack, KIND: kind, NAME: name}
+    if spec_hash:
+        labels[SPEC_HASH] = spec_hash
+    return labels
+
+
+def is_managed_by(labels: dict[str, str], stack: str, kind: str) -> bool:
+    return labels.get(MANAGED) == "true" and labels.get(STACK) == stack and labels.get(KIND) == kind

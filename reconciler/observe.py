@@ -1,0 +1,103 @@
+"""Read the world: what the runtime has now, as the planner's ObservedState.
+
+Called at the start of every round; nothing is cached between rounds (STYLE:
+"never infer the world from what you did last").
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from reconciler import labels as L
+from reconciler.plan import model, runtime_name_for
+from runtime import client
+
+
+def _applied(annotations: Mapping[str, str]) -> dict[str, Any] | None:
+    text = annotations.get(L.APPLIED_SPEC)
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def observe(runtime: client.RuntimeClient, stack: str) -> model.ObservedState:
+    images: dict[str, model.ObservedImage] = {}
+    for image in runtime.list_images():
+        annotations = dict(image.annotations)
+        for ref in image.references:
+            images[ref] = model.ObservedImage(
+                reference=ref,
+                id=image.id,
+                digest=image.digest,
+                source_digest=annotations.get(L.IMAGE_SOURCE),
+            )
+
+    foreign: set[tuple[str, str]] = set()
+    networks: dict[str, model.ObservedObject] = {}
+    for net in runtime.list_networks():
+        found = _object("Network", stack, net.name, dict(net.labels), dict(net.annotations))
+        if found is None:
+            foreign.add(("Network", net.name))
+        else:
+            networks[found.name] = found
+    volumes: dict[str, model.ObservedObject] = {}
+    for vol in runtime.list_volumes():
+        found = _object("Volume", stack, vol.name, dict(vol.labels), dict(vol.annotations))
+        if found is None:
+            foreign.add(("Volume", vol.name))
+        else:
+            volumes[found.name] = found
+    containers: dict[str, model.ObservedContainer] = {}
+    for info in runtime.list_containers():
+        labels = info.labels
+        if not L.is_managed_by(labels, stack, "Container"):
+            foreign.add(("Container", info.name))
+            continue
+        name = labels.get(L.NAME, "")
+        containers[name] = model.ObservedContainer(
+            name=name,
+            runtime_name=info.name,
+            id=info.id,
+            spec_hash=labels.get(L.SPEC_HASH),
+            applied=_applied(info.annotations),
+            image_id=info.image_id,
+            status=info.status,
+            exit_code=info.exit_code,
+            operator_stopped=info.operator_stopped,
+            restart_count=info.restart_count,
+        )
+    return model.ObservedState(
+        stack=stack,
+        images=images,
+        networks=networks,
+        volumes=volumes,
+        containers=containers,
+        foreign_names=frozenset(foreign),
+    )
+
+
+def _object(
+    kind: model.Kind,
+    stack: str,
+    runtime_name: str,
+    labels: dict[str, str],
+    annotations: dict[str, str],
+) -> model.ObservedObject | None:
+    if not L.is_managed_by(labels, stack, kind):
+        return None
+    name = labels.get(L.NAME, "")
+    if runtime_name != runtime_name_for(stack, name):
+        return None
+    return model.ObservedObject(
+        kind=kind,
+        name=name,
+        runtime_name=runtime_name,
+        spec_hash=labels.get(L.SPEC_HASH),
+        applied=_applied(annotations),
+    )

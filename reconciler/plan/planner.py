@@ -1,0 +1,437 @@
+"""desired + observed → Plan. Pure: no I/O, no logging, no clock.
+
+The order of the returned actions is the order of execution:
+
+1. images (imports and pulls),
+2. networks and volumes (creates, recreates, in-place updates),
+3. orphan containers deleted (frees names, ports and volumes),
+4. containers in ``dependsOn`` order (create, recreate, update, start),
+5. orphan networks, then orphan volumes (only with ``prune_volumes``).
+
+A container whose image is about to be imported or pulled is not judged in
+this round (its image id is unknown): the executor re-plans after every phase,
+and a note says so. The loop converges because every action makes the next
+observation closer to the desired state, and re-planning from scratch never
+repeats an action whose effect is already visible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from reconciler.plan import canonical, model
+from schemas import manifests
+
+
+def plan(
+    desired: model.DesiredState,
+    observed: model.ObservedState,
+    options: model.PlanOptions | None = None,
+) -> model.Plan:
+    options = options or model.PlanOptions()
+    actions: list[model.Action] = []
+    notes: list[model.Note] = []
+
+    notes.extend(_foreign_conflicts(desired, observed))
+    image_actions = list(_plan_images(desired, observed))
+    actions.extend(image_actions)
+    pending_images = {
+        a.desired.reference for a in image_actions if isinstance(a.desired, model.DesiredImage)
+    }
+
+    recreated: set[tuple[str, str]] = set()
+    pairs: tuple[tuple[model.Kind, Mapping[str, Any], Mapping[str, model.ObservedObject]], ...] = (
+        ("Network", desired.networks, observed.networks),
+        ("Volume", desired.volumes, observed.volumes),
+    )
+    for kind, wanted, seen in pairs:
+        for name in sorted(wanted):
+            action = _plan_object(kind, wanted[name], seen.get(name))
+            if action is not None:
+                actions.append(action)
+                if action.op == "recreate":
+                    recreated.add((kind, name))
+
+    if options.prune:
+        for name in sorted(set(observed.containers) - set(desired.containers), reverse=True):
+            actions.append(model.Action("delete", "Container", name, "orphan", (_ORPHAN,)))
+
+    for name in _dependency_order(desired.containers):
+        want = desired.containers[name]
+        seen_container = observed.containers.get(name)
+        if want.image_ref in pending_images:
+            if seen_container is not None:
+                notes.append(
+                    model.Note(
+                        "Container",
+                        name,
+                        f"judged again after image {want.image_ref} is imported or pulled",
+                    )
+                )
+            else:
+                actions.append(
+                    model.Action("create", "Container", name, "missing", (_MISSING,), desired=want)
+                )
+            continue
+        image = observed.images.get(want.image_ref)
+        action, note = _plan_container(
+            want, seen_container, image.id if image else None, recreated, options
+        )
+        if action is not None:
+            actions.append(action)
+        if note is not None:
+            notes.append(note)
+
+    if options.prune:
+        for name in sorted(set(observed.networks) - set(desired.networks)):
+            actions.append(model.Action("delete", "Network", name, "orphan", (_ORPHAN,)))
+        for name in sorted(set(observed.volumes) - set(desired.volumes)):
+            if options.prune_volumes:
+                actions.append(
+                    model.Action("delete", "Volume", name, "orphan", (_ORPHAN,), destructive=True)
+                )
+            else:
+                notes.append(
+                    model.Note(
+                        "Volume",
+                        name,
+                        "no longer desired; kept because volumes hold data "
+                        "(apply --prune-volumes removes it)",
+                    )
+                )
+    return model.Plan(desired.stack, tuple(actions), tuple(notes))
+
+
+_MISSING = model.Reason("", "not present")
+_ORPHAN = model.Reason("", "managed by this stack but no longer desired")
+
+
+def _foreign_conflicts(
+    desired: model.DesiredState, observed: model.ObservedState
+) -> Iterable[model.Note]:
+    groups: tuple[tuple[model.Kind, Mapping[str, Any]], ...] = (
+        ("Container", desired.containers),
+        ("Network", desired.networks),
+        ("Volume", desired.volumes),
+    )
+    for kind, names in groups:
+        for name in sorted(names):
+            runtime_name = runtime_name_for(desired.stack, name)
+            if (kind, runtime_name) in observed.foreign_names:
+                yield model.Note(
+                    kind,
+                    name,
+                    f"{kind.lower()} {runtime_name!r} exists and is not managed by this stack; "
+                    "remove or rename it, or rename this object",
+                    blocking=True,
+                )
+
+
+def runtime_name_for(stack: str, name: str) -> str:
+    """The host-wide name of a stack's object: ``<stack>_<name>`` (no DNS label has ``_``)."""
+    return f"{stack}_{name}"
+
+
+def _plan_images(
+    desired: model.DesiredState, observed: model.ObservedState
+) -> Iterable[model.Action]:
+    wanted: dict[str, model.DesiredImage] = {}
+    for image in desired.images.values():
+        wanted.setdefault(image.reference, image)
+    for container in desired.containers.values():
+        if container.image_ref not in wanted:
+            wanted[container.image_ref] = model.DesiredImage(
+                name=container.image_ref,
+                reference=container.image_ref,
+                spec=manifests.ImageSpec(reference=container.image_ref),
+            )
+    for reference in sorted(wanted, key=lambda r: wanted[r].name):
+        image = wanted[reference]
+        seen = observed.images.get(reference)
+        if seen is None:
+            how = (
+                f"import from {image.spec.import_.path}"
+                if image.spec.import_
+                else "pull from its registry"
+            )
+            yield model.Action(
+                "create",
+                "Image",
+                image.name,
+                "missing",
+                (model.Reason("", f"{reference} is not present locally; {how}"),),
+                desired=image,
+            )
+        elif (
+            image.spec.import_ and image.source_digest and seen.source_digest != image.source_digest
+        ):
+            yield model.Action(
+                "update",
+                "Image",
+                image.name,
+                "external",
+                (
+                    model.Reason(
+                        f"file {image.spec.import_.path}",
+                        f"changed ({_short(seen.source_digest)} → {_short(image.source_digest)})",
+                    ),
+                ),
+                desired=image,
+            )
+
+
+def _plan_object(
+    kind: model.Kind,
+    want: model.DesiredNetwork | model.DesiredVolume,
+    seen: model.ObservedObject | None,
+) -> model.Action | None:
+    record = canonical.object_record(want.spec, want.metadata_labels)
+    essence_hash = canonical.spec_hash(canonical.object_essence(record))
+    destructive = kind == "Volume"
+    if seen is None:
+        return model.Action(
+            "create",
+            kind,
+            want.name,
+            "missing",
+            (_MISSING,),
+            desired=want,
+            spec_hash=essence_hash,
+            applied=record,
+        )
+    applied = seen.applied or {}
+    if seen.spec_hash != essence_hash:
+        spec_model = type(want.spec)
+        reasons = canonical.differences(
+            canonical.object_essence(canonical.expanded(applied, spec_model)),
+            canonical.object_essence(canonical.expanded(record, spec_model)),
+            strip="spec.",
+        ) or [model.Reason("", "spec hash differs from the recorded one")]
+        if destructive:
+            reasons.append(model.Reason("", "recreating a volume deletes its data"))
+        return model.Action(
+            "recreate",
+            kind,
+            want.name,
+            "spec",
+            tuple(reasons),
+            destructive=destructive,
+            desired=want,
+            spec_hash=essence_hash,
+            applied=record,
+        )
+    label_changes = canonical.differences(
+        {"labels": applied.get("labels", {})}, {"labels": record.get("labels", {})}
+    )
+    if label_changes:
+        return model.Action(
+            "update",
+            kind,
+            want.name,
+            "spec",
+            tuple(label_changes),
+            desired=want,
+            spec_hash=essence_hash,
+            applied=record,
+        )
+    return None
+
+
+def _plan_container(
+    want: model.DesiredContainer,
+    seen: model.ObservedContainer | None,
+    image_id: str | None,
+    recreated: set[tuple[str, str]],
+    options: model.PlanOptions,
+) -> tuple[model.Action | None, model.Note | None]:
+    record = canonical.container_record(want, image_id)
+    essence_hash = canonical.spec_hash(canonical.container_essence(record))
+    if seen is None:
+        return (
+            model.Action(
+                "create",
+                "Container",
+                want.name,
+                "missing",
+                (_MISSING,),
+                desired=want,
+                spec_hash=essence_hash,
+                applied=record,
+            ),
+            None,
+        )
+    applied: Mapping[str, Any] = seen.applied or {}
+    if seen.spec_hash != essence_hash:
+        reasons, category = _recreate_reasons(applied, record)
+        return (
+            model.Action(
+                "recreate",
+                "Container",
+                want.name,
+                category,
+                tuple(reasons),
+                desired=want,
+                spec_hash=essence_hash,
+                applied=record,
+            ),
+            None,
+        )
+    dependencies = _recreated_dependencies(want, recreated)
+    if dependencies:
+        return (
+            model.Action(
+                "recreate",
+                "Container",
+                want.name,
+                "spec",
+                tuple(dependencies),
+                desired=want,
+                spec_hash=essence_hash,
+                applied=record,
+            ),
+            None,
+        )
+    in_place = canonical.differences(
+        _in_place(canonical.expanded(applied, manifests.ContainerSpec)),
+        _in_place(canonical.expanded(record, manifests.ContainerSpec)),
+        strip="spec.",
+    )
+    if in_place:
+        return (
+            model.Action(
+                "update",
+                "Container",
+                want.name,
+                "spec",
+                tuple(in_place),
+                desired=want,
+                spec_hash=essence_hash,
+                applied=record,
+            ),
+            None,
+        )
+    return _runtime_drift(want, seen, options)
+
+
+def _recreate_reasons(
+    applied: Mapping[str, Any], record: Mapping[str, Any]
+) -> tuple[list[model.Reason], model.Category]:
+    if not applied:
+        return [model.Reason("", "no applied spec recorded; spec hash differs")], "spec"
+    before = canonical.container_essence(canonical.expanded(applied, manifests.ContainerSpec))
+    after = canonical.container_essence(canonical.expanded(record, manifests.ContainerSpec))
+    spec_reasons = canonical.differences(before["spec"], after["spec"])
+    reasons = list(spec_reasons)
+    image_changed = before.get("imageId") != after.get("imageId")
+    if image_changed:
+        reasons.append(
+            model.Reason(
+                "image", f"digest {_short(before.get('imageId'))} → {_short(after.get('imageId'))}"
+            )
+        )
+    file_reasons = [
+        model.Reason(f"file {path}", detail)
+        for path, detail in _file_changes(before.get("files", {}), after.get("files", {}))
+    ]
+    reasons.extend(file_reasons)
+    if not reasons:
+        reasons.append(model.Reason("", "spec hash differs from the recorded one"))
+    category: model.Category = (
+        "spec"
+        if spec_reasons or not (image_changed or file_reasons)
+        else "image"
+        if image_changed
+        else "external"
+    )
+    return reasons, category
+
+
+def _file_changes(before: Mapping[str, str], after: Mapping[str, str]) -> list[tuple[str, str]]:
+    changes = []
+    for path in sorted(set(before) | set(after)):
+        if path not in before:
+            changes.append((path, "added"))
+        elif path not in after:
+            changes.append((path, "no longer referenced"))
+        elif before[path] != after[path]:
+            changes.append((path, f"changed ({_short(before[path])} → {_short(after[path])})"))
+    return changes
+
+
+def _in_place(record: Mapping[str, Any]) -> dict[str, Any]:
+    spec = record.get("spec", {})
+    part: dict[str, Any] = {"spec": {k: spec[k] for k in canonical.CONTAINER_IN_PLACE if k in spec}}
+    if record.get("labels"):
+        part["labels"] = record["labels"]
+    return part
+
+
+def _recreated_dependencies(
+    want: model.DesiredContainer, recreated: set[tuple[str, str]]
+) -> list[model.Reason]:
+    reasons = []
+    for attachment in want.spec.networks:
+        if ("Network", attachment.name) in recreated:
+            reasons.append(model.Reason(f"network {attachment.name}", "is recreated"))
+    for mount in want.spec.mounts:
+        if mount.type == "volume" and mount.source and ("Volume", mount.source) in recreated:
+            reasons.append(model.Reason(f"volume {mount.source}", "is recreated"))
+    return reasons
+
+
+def _runtime_drift(
+    want: model.DesiredContainer, seen: model.ObservedContainer, options: model.PlanOptions
+) -> tuple[model.Action | None, model.Note | None]:
+    if seen.status in ("running", "restarting", "paused"):
+        return None, None
+    if seen.operator_stopped:
+        if options.respect_overrides:
+            return None, model.Note(
+                "Container",
+                want.name,
+                "stopped by an operator; self-heal leaves it stopped until apply or start",
+            )
+        reason = model.Reason("", "stopped by an operator; apply starts it again")
+    elif seen.status == "created":
+        reason = model.Reason("", "created but not started")
+    elif seen.status == "dead":
+        reason = model.Reason("", "its shim was lost (exit 137); start it again")
+    elif seen.exit_code == 0 and not want.spec.restart.startswith(("always", "unless-stopped")):
+        return None, None  # a one-shot that completed is converged
+    else:
+        reason = model.Reason("", f"exited with code {seen.exit_code}")
+    return (
+        model.Action("start", "Container", want.name, "runtime", (reason,), desired=want),
+        None,
+    )
+
+
+def _dependency_order(containers: Mapping[str, model.DesiredContainer]) -> list[str]:
+    """Names so that every container comes after what it depends on (ties by name).
+
+    The loader rejects cycles; a cycle here still yields every name once.
+    """
+    order: list[str] = []
+    state: dict[str, int] = {}
+
+    def visit(name: str) -> None:
+        if state.get(name) is not None:
+            return
+        state[name] = 0
+        for dep in sorted(d.name for d in containers[name].spec.depends_on):
+            if dep in containers and state.get(dep) is None:
+                visit(dep)
+        state[name] = 1
+        order.append(name)
+
+    for name in sorted(containers):
+        visit(name)
+    return order
+
+
+def _short(digest: Any) -> str:
+    if not isinstance(digest, str):
+        return "(none)"
+    algo, _, hexpart = digest.partition(":")
+    return f"{algo}:{hexpart[:12]}" if hexpart else digest[:12]

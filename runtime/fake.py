@@ -1,0 +1,348 @@
+"""An in-memory ``RuntimeClient`` for the reconciler's unit tests.
+
+It keeps the same rules as the real engine, checked by the shared contract
+suite (``tests/contract``): unique names, images that must exist before a
+container uses them, volumes and networks that cannot be removed while a
+container uses them, running containers that cannot be removed without
+``force``, NotFound on unknown names. Tests drive time and failures through
+``crash`` and a settable ``clock``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+from collections.abc import Callable, Iterator, Mapping
+
+from runtime import client, errors
+from schemas import reference as references
+
+
+def _image_key(ref: str) -> str:
+    if ref.startswith("sha256:"):
+        return ref
+    try:
+        return references.normalize_reference(ref)
+    except ValueError as exc:
+        raise errors.InvalidSpec(str(exc)) from None
+
+
+class FakeRuntime:
+    """Implements ``runtime.client.RuntimeClient`` in memory."""
+
+    def __init__(self, clock: Callable[[], float] | None = None) -> None:
+        self._ticks = itertools.count(1)
+        self.clock: Callable[[], float] = clock or (lambda: float(next(self._ticks)))
+        self.images: dict[str, client.ImageInfo] = {}  # by id
+        self.refs: dict[str, str] = {}  # reference -> image id
+        self.registry: dict[str, client.ImageConfig] = {}  # what pull_image can fetch
+        self.volumes: dict[str, client.VolumeInfo] = {}
+        self.networks: dict[str, client.NetworkInfo] = {}
+        self.containers: dict[str, client.ContainerInfo] = {}
+        self.logs: dict[str, list[client.LogEntry]] = {}
+        self.calls: list[str] = []  # for tests that count work, not for asserting behaviour
+        self._pids = itertools.count(1000)
+
+    # -- images ------------------------------------------------------------
+
+    def add_image(
+        self,
+        reference: str,
+        config: client.ImageConfig | None = None,
+        *,
+        content: bytes | None = None,
+        annotations: Mapping[str, str] | None = None,
+    ) -> client.ImageInfo:
+        """Put an image in the store, as an import or a pull would."""
+        ref = _image_key(reference)
+        data = content if content is not None else ref.encode()
+        image_id = "sha256:" + hashlib.sha256(b"config:" + data).hexdigest()
+        old = self.images.get(image_id)
+        refs = tuple(sorted({*(old.references if old else ()), ref}))
+        info = client.ImageInfo(
+            id=image_id,
+            digest="sha256:" + hashlib.sha256(b"manifest:" + data).hexdigest(),
+            references=refs,
+            config=config or client.ImageConfig(cmd=("sh",)),
+            size=len(data),
+            created_at=self.clock(),
+            annotations=client.frozen_map(annotations),
+        )
+        previous = self.refs.get(ref)
+        self.images[image_id] = info
+        self.refs[ref] = image_id
+        if previous and previous != image_id:
+            self._drop_ref(previous, ref)
+        return info
+
+    def _drop_ref(self, image_id: str, ref: str) -> None:
+        old = self.images.get(image_id)
+        if old is None:
+            return
+        rest = tuple(r for r in old.references if r != ref)
+        self.images[image_id] = dataclasses.replace(old, references=rest)
+
+    def list_images(self) -> list[client.ImageInfo]:
+        return sorted(self.images.values(), key=lambda i: i.id)
+
+    def get_image(self, ref: str) -> client.ImageInfo:
+        key = _image_key(ref)
+        image_id = key if key in self.images else self.refs.get(key)
+        if image_id is None:
+            raise errors.NotFound(f"image {ref!r} not found")
+        return self.images[image_id]
+
+    def import_image(
+        self, path: str, reference: str | None = None, annotations: Mapping[str, str] | None = None
+    ) -> client.ImageInfo:
+        self.calls.append(f"import_image {path}")
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            raise errors.NotFound(f"cannot read {path}: {exc.strerror}") from None
+        return self.add_image(
+            reference or "localhost/imported:latest", content=data, annotations=annotations
+        )
+
+    def pull_image(self, reference: str) -> client.ImageInfo:
+        self.calls.append(f"pull_image {reference}")
+        ref = _image_key(reference)
+        if ref not in self.registry:
+            raise errors.NotFound(f"image {ref} not found in its registry")
+        return self.add_image(ref, self.registry[ref])
+
+    def remove_image(self, ref: str) -> None:
+        image = self.get_image(ref)
+        if any(c.image_id == image.id for c in self.containers.values()):
+            raise errors.FailedPrecondition(f"image {ref} is used by a container")
+        for r in image.references:
+            self.refs.pop(r, None)
+        del self.images[image.id]
+
+    # -- volumes -----------------------------------------------------------
+
+    def list_volumes(self) -> list[client.VolumeInfo]:
+        return sorted(self.volumes.values(), key=lambda v: v.name)
+
+    def create_volume(self, config: client.VolumeConfig) -> client.VolumeInfo:
+        self.calls.append(f"create_volume {config.name}")
+        if config.name in self.volumes:
+            raise errors.AlreadyExists(f"volume {config.name!r} already exists")
+        info = client.VolumeInfo(
+            name=config.name,
+            driver=config.driver,
+            options=config.options,
+            labels=config.labels,
+            annotations=config.annotations,
+            mountpoint=f"/fake/volumes/{config.name}/_data",
+            created_at=self.clock(),
+        )
+        self.volumes[config.name] = info
+        return info
+
+    def update_volume(
+        self,
+        name: str,
+        labels: tuple[tuple[str, str], ...],
+        annotations: tuple[tuple[str, str], ...],
+    ) -> client.VolumeInfo:
+        info = self._volume(name)
+        info = dataclasses.replace(info, labels=labels, annotations=annotations)
+        self.volumes[name] = info
+        return info
+
+    def _volume(self, name: str) -> client.VolumeInfo:
+        try:
+            return self.volumes[name]
+        except KeyError:
+            raise errors.NotFound(f"volume {name!r} not found") from None
+
+    def remove_volume(self, name: str) -> None:
+        self.calls.append(f"remove_volume {name}")
+        self._volume(name)
+        users = [
+            c.name
+            for c in self.containers.values()
+            if any(m.type == "volume" and m.source == name for m in c.config.mounts)
+        ]
+        if users:
+            raise errors.FailedPrecondition(f"volume {name!r} is in use by {', '.join(users)}")
+        del self.volumes[name]
+
+    # -- networks ----------------------------------------------------------
+
+    def list_networks(self) -> list[client.NetworkInfo]:
+        return sorted(self.networks.values(), key=lambda n: n.name)
+
+    def create_network(self, config: client.NetworkConfig) -> client.NetworkInfo:
+        self.calls.append(f"create_network {config.name}")
+        if config.name in self.networks:
+            raise errors.AlreadyExists(f"network {config.name!r} already exists")
+        info = client.NetworkInfo(
+            id=hashlib.sha256(config.name.encode()).hexdigest(),
+            name=config.name,
+            driver=config.driver,
+            subnet=config.subnet,
+            gateway=config.gateway,
+            ip_range=config.ip_range,
+            internal=config.internal,
+            options=config.options,
+            labels=config.labels,
+            annotations=config.annotations,
+            created_at=self.clock(),
+        )
+        self.networks[config.name] = info
+        return info
+
+    def update_network(
+        self,
+        name: str,
+        labels: tuple[tuple[str, str], ...],
+        annotations: tuple[tuple[str, str], ...],
+    ) -> client.NetworkInfo:
+        info = self._network(name)
+        info = dataclasses.replace(info, labels=labels, annotations=annotations)
+        self.networks[name] = info
+        return info
+
+    def _network(self, name: str) -> client.NetworkInfo:
+        try:
+            return self.networks[name]
+        except KeyError:
+            raise errors.NotFound(f"network {name!r} not found") from None
+
+    def remove_network(self, name: str) -> None:
+        self.calls.append(f"remove_network {name}")
+        self._network(name)
+        users = [
+            c.name
+            for c in self.containers.values()
+            if any(a.network == name for a in c.config.networks)
+        ]
+        if users:
+            raise errors.FailedPrecondition(f"network {name!r} is in use by {', '.join(users)}")
+        del self.networks[name]
+
+    # -- containers --------------------------------------------------------
+
+    def list_containers(self) -> list[client.ContainerInfo]:
+        return sorted(self.containers.values(), key=lambda c: c.name)
+
+    def get_container(self, name_or_id: str) -> client.ContainerInfo:
+        if name_or_id in self.containers:
+            return self.containers[name_or_id]
+        matches = [c for c in self.containers.values() if c.id.startswith(name_or_id)]
+        if len(matches) == 1 and name_or_id:
+            return matches[0]
+        raise errors.NotFound(f"container {name_or_id!r} not found")
+
+    def create_container(self, config: client.ContainerConfig) -> client.ContainerInfo:
+        self.calls.append(f"create_container {config.name}")
+        if config.name in self.containers:
+            raise errors.AlreadyExists(f"container {config.name!r} already exists")
+        image = self.get_image(config.image)
+        for mount in config.mounts:
+            if mount.type == "volume" and mount.source and mount.source not in self.volumes:
+                raise errors.NotFound(f"volume {mount.source!r} not found")
+        for attachment in config.networks:
+            if attachment.network not in self.networks and attachment.network not in (
+                "host",
+                "none",
+            ):
+                raise errors.NotFound(f"network {attachment.network!r} not found")
+        info = client.ContainerInfo(
+            id=hashlib.sha256(f"{config.name}/{self.clock()}".encode()).hexdigest(),
+            name=config.name,
+            config=config,
+            image_id=image.id,
+            image_digest=image.digest,
+            status="created",
+            pid=None,
+            exit_code=None,
+            created_at=self.clock(),
+            started_at=None,
+            finished_at=None,
+            restart_count=0,
+            operator_stopped=False,
+        )
+        self.containers[config.name] = info
+        self.logs[config.name] = []
+        return info
+
+    def start_container(self, name: str) -> client.ContainerInfo:
+        self.calls.append(f"start_container {name}")
+        info = self.get_container(name)
+        if info.status == "running":
+            return info
+        info = dataclasses.replace(
+            info,
+            status="running",
+            pid=next(self._pids),
+            exit_code=None,
+            started_at=self.clock(),
+            finished_at=None,
+            operator_stopped=False,
+        )
+        self.containers[info.name] = info
+        return info
+
+    def stop_container(
+        self, name: str, timeout: float | None = None, *, operator: bool = False
+    ) -> client.ContainerInfo:
+        self.calls.append(f"stop_container {name}")
+        info = self.get_container(name)
+        if info.status == "running":
+            info = dataclasses.replace(
+                info, status="exited", pid=None, exit_code=143, finished_at=self.clock()
+            )
+        if operator:
+            info = dataclasses.replace(info, operator_stopped=True)
+        self.containers[info.name] = info
+        return info
+
+    def crash(self, name: str, exit_code: int = 1) -> None:
+        """Make a running container exit on its own (a test's failure injection)."""
+        info = self.get_container(name)
+        self.containers[info.name] = dataclasses.replace(
+            info, status="exited", pid=None, exit_code=exit_code, finished_at=self.clock()
+        )
+
+    def update_container(self, name: str, update: client.ContainerUpdate) -> client.ContainerInfo:
+        self.calls.append(f"update_container {name}")
+        info = self.get_container(name)
+        config = info.config
+        if update.labels is not None:
+            config = dataclasses.replace(config, labels=update.labels)
+        if update.annotations is not None:
+            config = dataclasses.replace(config, annotations=update.annotations)
+        if update.restart_policy is not None:
+            config = dataclasses.replace(config, restart_policy=update.restart_policy)
+        if update.resources is not None:
+            config = dataclasses.replace(config, resources=update.resources)
+        info = dataclasses.replace(info, config=config)
+        self.containers[info.name] = info
+        return info
+
+    def remove_container(self, name: str, *, force: bool = False) -> None:
+        self.calls.append(f"remove_container {name}")
+        info = self.get_container(name)
+        if info.status in ("running", "restarting", "paused") and not force:
+            raise errors.FailedPrecondition(
+                f"container {name!r} is running: stop it first or remove it with force"
+            )
+        del self.containers[info.name]
+        self.logs.pop(info.name, None)
+
+    def container_logs(
+        self, name: str, *, tail: int | None = None, follow: bool = False
+    ) -> Iterator[client.LogEntry]:
+        info = self.get_container(name)
+        entries = self.logs.get(info.name, [])
+        if tail is not None:
+            entries = entries[-tail:] if tail else []
+        return iter(list(entries))
+
+    def close(self) -> None:
+        pass
