@@ -306,3 +306,17 @@ class RuntimeClient(Protocol):
     ) -> Iterator[LogEntry]: ...
 
     def close(self) -> None: ...
+
+
+def open_local(
+    root: str | None = None, run_root: str | None = None, cgroup_parent: str | None = None
+) -> RuntimeClient:
+    """The real engine on this host (imported lazily: the fake needs none of it).
+
+    Flags first, then ``PYRECONCILE_ROOT`` / ``PYRECONCILE_RUN_ROOT`` /
+    ``PYRECONCILE_CGROUP_PARENT``, then the defaults of ``runtime.engine.layout``.
+    """
+    from runtime import local
+    from runtime.engine import layout
+
+    return local.LocalRuntime(layout.Layout.from_env(root, run_root, cgroup_parent))

@@ -1,0 +1,255 @@
+"""The ``pyreconcile`` command line.
+
+Every command takes ``--root`` and ``--run-root`` (or ``PYRECONCILE_ROOT`` and
+``PYRECONCILE_RUN_ROOT``) so that independent instances, and every test, keep
+their own state. Results go to stdout; progress and logs to stderr.
+Exit codes: 0 success, 1 error; ``diff`` adds 2 for pending changes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import click
+import structlog
+
+from reconciler import desired as desired_mod
+from reconciler import engine, execute, load, render
+from reconciler.cli import context as ctx_mod
+from reconciler.cli import inspect_cmds
+from reconciler.plan import model
+from runtime import errors
+
+FILES = click.option(
+    "-f",
+    "--file",
+    "files",
+    multiple=True,
+    required=True,
+    help="manifest file, directory, or - for stdin (repeatable)",
+)
+STACK = click.option("--stack", help="stack name (default: metadata.stack or the directory name)")
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso"),
+            structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--root", envvar="PYRECONCILE_ROOT", help="persistent state [/var/lib/pyreconcile]")
+@click.option("--run-root", envvar="PYRECONCILE_RUN_ROOT", help="runtime state [/run/pyreconcile]")
+@click.option("-v", "--verbose", count=True, help="more logging on stderr (-vv for debug)")
+@click.version_option(package_name="pyreconcile")
+@click.pass_context
+def cli(click_ctx: click.Context, root: str | None, run_root: str | None, verbose: int) -> None:
+    """Declarative containers for one Linux host."""
+    _configure_logging(verbose)
+    context = ctx_mod.Context(root=root, run_root=run_root)
+    click_ctx.obj = context
+    click_ctx.call_on_close(context.close)
+
+
+def _load(files: tuple[str, ...], stack: str | None) -> model.DesiredState:
+    try:
+        loaded = load.load_stack(list(files), stack=stack)
+    except load.LoadError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        n = len(exc.problems)
+        fail(f"{n} problem{'s' if n != 1 else ''} found; nothing was changed")
+    return desired_mod.desired_state(loaded)
+
+
+def _progress(quiet: bool) -> Callable[[str, model.Action, str], None]:
+    def emit(event: str, action: model.Action, detail: str) -> None:
+        if quiet:
+            return
+        if event == "action_started":
+            verb = render.VERB[action.op]
+            click.echo(f"{render.SYMBOL[action.op]:>3} {action.resource}: {verb}…", err=True)
+        elif event == "action_failed":
+            click.echo(f"  ! {action.resource}: {detail}", err=True)
+
+    return emit
+
+
+@cli.command()
+@FILES
+@STACK
+@click.option(
+    "--prune/--no-prune",
+    default=True,
+    show_default=True,
+    help="delete managed objects of the stack that are no longer in the manifests",
+)
+@click.option("--prune-volumes", is_flag=True, help="also delete volumes no longer desired")
+@click.option("--allow-data-loss", is_flag=True, help="allow changes that delete volume data")
+@click.option("-q", "--quiet", is_flag=True, help="print only errors")
+@click.pass_obj
+def apply(
+    context: ctx_mod.Context,
+    files: tuple[str, ...],
+    stack: str | None,
+    prune: bool,
+    prune_volumes: bool,
+    allow_data_loss: bool,
+    quiet: bool,
+) -> None:
+    """Make the host match the manifests."""
+    desired = _load(files, stack)
+    with _runtime_errors(), context.stack_lock(desired.stack):
+        result = engine.apply(
+            context.runtime,
+            desired,
+            model.PlanOptions(prune=prune, prune_volumes=prune_volumes),
+            execute.ExecuteOptions(allow_data_loss=allow_data_loss),
+            on_event=_progress(quiet),
+        )
+    if not quiet:
+        if result.executed:
+            n = len(result.executed)
+            click.echo(
+                f"stack {desired.stack}: applied {n} change{'s' if n != 1 else ''}, "
+                f"in sync after {result.rounds} round{'s' if result.rounds != 1 else ''}"
+            )
+        else:
+            click.echo(f"stack {desired.stack}: in sync, nothing to do")
+        for note in result.final_plan.notes:
+            click.echo(f"  - {note.kind.lower()}/{note.name}: {note.message}")
+
+
+@cli.command()
+@FILES
+@STACK
+@click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text")
+@click.option(
+    "--exit-code-style",
+    type=click.Choice(["terraform", "diff"]),
+    default="terraform",
+    help="terraform: 0 in sync, 2 changes, 1 error; diff: 0 in sync, 1 changes, >1 error",
+)
+@click.option("--prune/--no-prune", default=True, show_default=True)
+@click.option("--prune-volumes", is_flag=True)
+@click.pass_obj
+def diff(
+    context: ctx_mod.Context,
+    files: tuple[str, ...],
+    stack: str | None,
+    output: str,
+    exit_code_style: str,
+    prune: bool,
+    prune_volumes: bool,
+) -> None:
+    """Show what apply would change; the exit code tells CI whether the host drifted."""
+    error_code = 1 if exit_code_style == "terraform" else 2
+    try:
+        desired = _load(files, stack)
+    except SystemExit:
+        sys.exit(error_code)
+    try:
+        plan = engine.diff(
+            context.runtime, desired, model.PlanOptions(prune=prune, prune_volumes=prune_volumes)
+        )
+    except errors.RuntimeError_ as exc:
+        fail(str(exc), error_code)
+    if output == "json":
+        click.echo(render.plan_json(plan), nl=False)
+    else:
+        click.echo(render.plan_text(plan, render.use_colour(sys.stdout)), nl=False)
+    if plan.in_sync:
+        sys.exit(0)
+    sys.exit(2 if exit_code_style == "terraform" else 1)
+
+
+@cli.command()
+@FILES
+@STACK
+def validate(files: tuple[str, ...], stack: str | None) -> None:
+    """Check manifests without touching the host."""
+    desired = _load(files, stack)
+    n = len(desired.images) + len(desired.networks) + len(desired.volumes) + len(desired.containers)
+    click.echo(f"stack {desired.stack}: {n} object{'s' if n != 1 else ''}, valid")
+
+
+@cli.command()
+@click.option("-f", "--file", "files", multiple=True, help="manifests naming the stack")
+@STACK
+@click.option("--volumes", is_flag=True, help="also delete the stack's volumes (their data)")
+@click.option("-q", "--quiet", is_flag=True)
+@click.pass_obj
+def delete(
+    context: ctx_mod.Context,
+    files: tuple[str, ...],
+    stack: str | None,
+    volumes: bool,
+    quiet: bool,
+) -> None:
+    """Remove every object of a stack (volumes are kept unless --volumes)."""
+    if files:
+        stack = _load(files, stack).stack
+    if not stack:
+        fail("name the stack: give -f MANIFESTS or --stack NAME")
+    with _runtime_errors(), context.stack_lock(stack):
+        plan = engine.delete_stack(
+            context.runtime, stack, volumes=volumes, on_event=_progress(quiet)
+        )
+    if not quiet:
+        click.echo(
+            f"stack {stack}: deleted {len(plan.actions)} object"
+            f"{'s' if len(plan.actions) != 1 else ''}"
+        )
+        for note in plan.notes:
+            click.echo(f"  - {note.kind.lower()}/{note.name}: {note.message}")
+
+
+class _runtime_errors:
+    """Turn categorised runtime errors into one line on stderr and exit 1."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> bool:
+        if isinstance(exc, errors.RuntimeError_):
+            fail(str(exc))
+        return False
+
+
+inspect_cmds.register(cli, _runtime_errors, fail)
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=True)
+    except errors.RuntimeError_ as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+
+
+def _json_default(value: Any) -> Any:
+    return str(value)
+
+
+def dump_json(value: Any) -> str:
+    return json.dumps(value, indent=2, default=_json_default)

@@ -1,0 +1,17 @@
+#!/bin/sh
+# Set up everything the tests need and run them all: lint, types, generated
+# schemas, the layering rules, then the test suite in parallel.
+#   scripts/test.sh [pytest args…]
+set -eu
+cd "$(dirname "$0")/.."
+scripts/setup.sh --test
+
+echo "== ruff" >&2
+.venv/bin/ruff check schemas reconciler runtime tests scripts bench
+.venv/bin/ruff format --check schemas reconciler runtime tests scripts bench
+echo "== mypy --strict" >&2
+.venv/bin/mypy schemas reconciler runtime
+echo "== generated JSON schemas are current" >&2
+.venv/bin/python -m reconciler.schemagen --check
+echo "== pytest" >&2
+exec .venv/bin/pytest -n "${PYTEST_WORKERS:-2}" -p no:cacheprovider "$@" tests
