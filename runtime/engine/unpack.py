@@ -1,0 +1,662 @@
+"""Unpack an image layer (a tar stream) into a directory, safely.
+
+This is where a malicious layer is stopped. The rules:
+
+* **Parsing.** ``tarfile`` only parses (stream mode, ``TarFile.next()``); it
+  never extracts. Extended headers (PAX, GNU long names) are capped at
+  ``MAX_HEADER_BYTES`` before tarfile reads them into memory; sparse files and
+  unknown entry types are refused; the member list tarfile keeps in stream
+  mode is cleared as we go, so a layer of 100k empty entries costs no memory.
+* **Names.** ``\\0`` is refused; a leading ``/`` is dropped and the name is
+  cleaned lexically: an absolute name's ``..`` stops at the root
+  (``/../etc/x`` → ``etc/x``), a relative name that climbs out of the root
+  (``../x``, ``a/../../x``) is refused. A non-directory entry naming the root
+  itself (a symlink ``.`` or ``/``, CVE-2021-29136) is refused.
+* **Resolution.** Every operation happens relative to directory fds opened
+  with ``O_PATH|O_NOFOLLOW|O_DIRECTORY``, one component at a time. The kernel
+  never follows a symlink: when a *parent* component is a symlink made by the
+  layer, we resolve its target ourselves *inside the root*, as a chroot would
+  (containerd's semantics: ``a -> /`` then ``a/etc/x`` writes ``<root>/etc/x``).
+  The last component is never followed: an existing entry there is unlinked
+  (or, when it is a directory and the new entry is not, removed recursively
+  with fd-based ``rmtree``) and created afresh, so writing over a hardlink
+  never changes the other name's content.
+* **Hardlinks** point at a non-directory inside the same tree, resolved the
+  same way; ``linkat`` without ``AT_SYMLINK_FOLLOW`` links a symlink itself.
+  A hardlink entry's owner and mode are not applied (they belong to the
+  target: CVE-2021-32760 chmod-through-symlink).
+* **Metadata** (owner, then mode incl. setuid/setgid/sticky, then PAX
+  ``SCHILY.xattr.*``, then mtime) is applied with ``*at(…, AT_SYMLINK_NOFOLLOW)``
+  calls; a symlink's mode is never touched. ``trusted.overlay.*`` and
+  ``user.overlay.*`` xattrs from the layer are dropped. Directories get their
+  mode and mtime at the end, deepest first, after their content is written,
+  and only if the path still leads to the same directory without symlinks.
+* **Whiteouts** become overlayfs's format: ``.wh.NAME`` → a 0:0 character
+  device NAME (unless this layer made NAME itself: a whiteout only hides lower
+  layers; a directory of this layer is then marked opaque instead);
+  ``.wh..wh..opq`` → ``trusted.overlay.opaque=y`` on its directory; other
+  ``.wh..wh.*`` (aufs bookkeeping) are ignored; ``.wh.``, ``.wh..``,
+  ``.wh...`` and a ``.wh.`` prefix on a directory component are refused.
+* **Missing parents** are created; when lower layers (``parents``, top first)
+  have that directory, its owner, mode and mtime are copied from the first,
+  so a layer that omits ``usr/`` does not turn ``usr`` 0755-root in the upper.
+* **Limits**: the uncompressed stream (``Limits.max_bytes``) and the entry
+  count (``Limits.max_entries``) are capped while streaming (gzip bombs,
+  CVE-2017-14992).
+* **diff_id**: the sha256 of the whole uncompressed stream, read to EOF
+  including anything after the end-of-archive blocks; the caller compares it
+  with the image config's ``rootfs.diff_ids``.
+
+Device nodes and whiteouts need ``CAP_MKNOD``: the engine unpacks as root into
+``snapshots/<id>/fs`` below 0700 directories, so a setuid file or a device in
+a layer is never reachable by other host users (CVE-2021-41091).
+Decompression happens in-process (gzip, bzip2, xz from the stdlib; zstd with
+the optional ``zstandard`` module), never by running a helper (CVE-2014-9357).
+"""
+
+from __future__ import annotations
+
+import bz2
+import dataclasses
+import errno
+import gzip
+import hashlib
+import importlib
+import io
+import lzma
+import os
+import shutil
+import stat
+import tarfile
+import zlib
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
+
+from runtime import errors
+
+WHITEOUT_PREFIX = ".wh."
+WHITEOUT_META_PREFIX = ".wh..wh."
+WHITEOUT_OPAQUE = ".wh..wh..opq"
+OPAQUE_XATTR = "trusted.overlay.opaque"
+MAX_HEADER_BYTES = 1 << 20
+MAX_SYMLINK_HOPS = 40
+PATH_MAX = 4096
+NAME_MAX = 255
+CHUNK = 1 << 20
+_DIR_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC
+_ENTRY_TYPES = {
+    tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE,
+    tarfile.LNKTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE,
+}  # fmt: skip
+_HEADER_TYPES = {
+    tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME,
+    tarfile.GNUTYPE_LONGLINK,
+}  # fmt: skip
+_DROPPED_XATTRS = ("trusted.overlay.", "user.overlay.")
+# errnos that a layer's content provokes (a name too long, a file where a
+# directory is expected…): the layer is invalid, not the host.
+_LAYER_ERRNOS = {
+    errno.ELOOP, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.EEXIST,
+    errno.EMLINK, errno.EXDEV, errno.EINVAL, errno.ENOENT, errno.ENOTEMPTY,
+}  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    max_bytes: int = 64 << 30  # of the uncompressed tar stream
+    max_entries: int = 2_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class UnpackResult:
+    diff_id: str  # sha256 of the uncompressed stream, to EOF
+    size: int  # bytes of the uncompressed stream
+    entries: int
+    newest_mtime: float | None = None
+
+
+# -- the stream ----------------------------------------------------------------
+
+
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class _Prefixed(io.RawIOBase):
+    """A few bytes already read (the magic number), then the rest of ``inner``."""
+
+    def __init__(self, head: bytes, inner: Readable) -> None:
+        self._head, self._inner = head, inner
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._head:
+            n = min(len(buffer), len(self._head))
+            buffer[:n], self._head = self._head[:n], self._head[n:]
+            return n
+        data = self._inner.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def open_decompressed(raw: Readable) -> Readable:
+    """``raw`` decompressed according to its magic number (or as is: plain tar)."""
+    head = b""
+    while len(head) < 6:
+        more = raw.read(6 - len(head))
+        if not more:
+            break
+        head += more
+    stream = io.BufferedReader(_Prefixed(head, raw), CHUNK)
+    if head.startswith(b"\x1f\x8b"):
+        return gzip.GzipFile(fileobj=stream, mode="rb")  # reads concatenated members
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        try:
+            zstandard: Any = importlib.import_module("zstandard")
+        except ImportError:
+            raise errors.Unavailable(
+                "the layer is zstd-compressed and the python module 'zstandard' is not "
+                "installed: pip install zstandard"
+            ) from None
+        reader: Readable = zstandard.ZstdDecompressor().stream_reader(
+            stream, read_across_frames=True
+        )
+        return reader
+    if head.startswith(b"BZh"):
+        return bz2.BZ2File(stream)
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return lzma.LZMAFile(stream)
+    return stream
+
+
+class _HashingReader(io.RawIOBase):
+    """Hashes and counts what the tar parser reads; enforces the byte cap."""
+
+    def __init__(self, inner: Readable, max_bytes: int, what: str) -> None:
+        self._inner, self._max, self._what = inner, max_bytes, what
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            data = self._inner.read(len(buffer))
+        except errors.RuntimeError_:
+            raise
+        except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError) as exc:
+            raise errors.InvalidSpec(f"{self._what}: corrupt compressed stream: {exc}") from exc
+        except Exception as exc:  # zstandard.ZstdError and other decoders' errors
+            raise errors.InvalidSpec(f"{self._what}: corrupt compressed stream: {exc}") from exc
+        self.size += len(data)
+        if self.size > self._max:
+            raise errors.InvalidSpec(
+                f"{self._what}: more than {self._max} bytes uncompressed: refusing it "
+                "(raise the unpack limit if the image is legitimate)"
+            )
+        self.hash.update(data)
+        buffer[: len(data)] = data
+        return len(data)
+
+    def drain(self) -> None:
+        """Read to EOF: the diff_id covers trailing data after the archive's end."""
+        while self.read(CHUNK):
+            pass
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """Refuses extended headers that would make tarfile buffer a huge block."""
+
+    def _proc_member(self, tar: tarfile.TarFile) -> tarfile.TarInfo:
+        # A private hook of tarfile (stable since 3.2): the one place that sees an
+        # extended header's size before tarfile reads the whole block into memory.
+        if self.type in _HEADER_TYPES and self.size > MAX_HEADER_BYTES:
+            raise errors.InvalidSpec(
+                f"layer has an extended tar header of {self.size} bytes (limit {MAX_HEADER_BYTES})"
+            )
+        member: tarfile.TarInfo = super()._proc_member(tar)  # type: ignore[misc]
+        return member
+
+
+def iter_members(
+    stream: Readable, limits: Limits, what: str
+) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo, _HashingReader]]:
+    """Decompress, hash and parse ``stream``; yields each member (read its data before
+    the next one). When the loop ends the stream has been read to EOF."""
+    reader = _HashingReader(open_decompressed(stream), limits.max_bytes, what)
+    try:
+        with tarfile.open(
+            fileobj=reader,
+            mode="r|",
+            tarinfo=_BoundedTarInfo,
+            encoding="utf-8",
+            errors="surrogateescape",
+        ) as tar:
+            count = 0
+            while True:
+                member = tar.next()
+                if member is None:
+                    break
+                tar.members.clear()  # type: ignore[attr-defined] # kept in stream mode otherwise
+                count += 1
+                if count > limits.max_entries:
+                    raise errors.InvalidSpec(
+                        f"{what}: more than {limits.max_entries} entries: refusing it"
+                    )
+                yield tar, member, reader
+        reader.drain()
+    except tarfile.TarError as exc:
+        raise errors.InvalidSpec(f"{what}: not a valid tar stream: {exc}") from exc
+
+
+# -- names ---------------------------------------------------------------------
+
+
+def clean_name(name: str, what: str = "entry") -> list[str]:
+    """The components of a tar name inside the root (see the module docstring)."""
+    if "\x00" in name:
+        raise errors.InvalidSpec(f"layer {what} {name!r} contains a NUL byte")
+    if len(os.fsencode(name)) >= PATH_MAX:
+        raise errors.InvalidSpec(f"layer {what} name is longer than {PATH_MAX} bytes")
+    absolute = name.startswith("/")
+    parts: list[str] = []
+    for part in name.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if parts:
+                parts.pop()
+            elif not absolute:
+                raise errors.InvalidSpec(f"layer {what} {name!r} climbs out of the root")
+            continue
+        if len(os.fsencode(part)) > NAME_MAX:
+            raise errors.InvalidSpec(f"layer {what} {name!r} has a component over {NAME_MAX} bytes")
+        parts.append(part)
+    return parts
+
+
+# -- applying entries -----------------------------------------------------------
+
+
+def _lstat(dir_fd: int, name: str) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def _strict_open(dir_fd: int, parts: Sequence[str]) -> int | None:
+    """Open a directory below ``dir_fd`` refusing every symlink; None when absent."""
+    fd = os.dup(dir_fd)
+    try:
+        for part in parts:
+            nxt = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _set_xattr(dir_fd: int, name: str, key: str, value: bytes) -> None:
+    """``lsetxattr`` relative to a dir fd, through an O_PATH fd of the entry itself."""
+    fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        os.setxattr(f"/proc/self/fd/{fd}", key, value)
+    finally:
+        os.close(fd)
+
+
+@dataclasses.dataclass
+class _DirMeta:
+    mode: int
+    mtime_ns: int
+    ino: tuple[int, int]
+
+
+class _Applier:
+    def __init__(self, root: str, parents: Sequence[str], what: str) -> None:
+        self.root = root
+        self.what = what
+        self.root_fd = os.open(root, _DIR_FLAGS)
+        self.parent_fds: list[int] = []
+        self.dirs: dict[tuple[str, ...], _DirMeta] = {}
+        self.newest_mtime: float | None = None
+        try:
+            for parent in parents:
+                self.parent_fds.append(os.open(parent, _DIR_FLAGS))
+        except OSError:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        for fd in [self.root_fd, *self.parent_fds]:
+            os.close(fd)
+        self.parent_fds = []
+
+    # directories ---------------------------------------------------------------
+
+    def open_dir(self, parts: Sequence[str], *, create: bool) -> tuple[int, list[str]]:
+        """An O_PATH fd of the directory ``parts``, symlinks resolved inside the root,
+        and its symlink-free path. Missing directories are made when ``create``."""
+        fds = [os.dup(self.root_fd)]
+        canon: list[str] = []
+        todo = list(reversed(parts))
+        hops = 0
+        try:
+            while todo:
+                name = todo.pop()
+                if name in ("", "."):
+                    continue
+                if name == "..":
+                    if canon:
+                        os.close(fds.pop())
+                        canon.pop()
+                    continue
+                st = _lstat(fds[-1], name)
+                if st is None:
+                    if not create:
+                        raise errors.InvalidSpec(
+                            f"{self.what}: {'/'.join([*canon, name])} does not exist"
+                        )
+                    self._make_parent(fds[-1], name, [*canon, name])
+                    st = os.stat(name, dir_fd=fds[-1], follow_symlinks=False)
+                if stat.S_ISLNK(st.st_mode):
+                    hops += 1
+                    if hops > MAX_SYMLINK_HOPS:
+                        raise errors.InvalidSpec(f"{self.what}: too many levels of symlinks")
+                    target = os.readlink(name, dir_fd=fds[-1])
+                    if target.startswith("/"):
+                        while len(fds) > 1:
+                            os.close(fds.pop())
+                        canon.clear()
+                    todo.extend(reversed(target.split("/")))
+                    continue
+                if not stat.S_ISDIR(st.st_mode):
+                    raise errors.InvalidSpec(
+                        f"{self.what}: {'/'.join([*canon, name])} is not a directory"
+                    )
+                fds.append(os.open(name, _DIR_FLAGS, dir_fd=fds[-1]))
+                canon.append(name)
+            return fds.pop(), canon
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def _make_parent(self, dir_fd: int, name: str, canon: list[str]) -> None:
+        """A directory the layer did not list: copy a lower layer's, else 0755 root."""
+        os.mkdir(name, 0o755, dir_fd=dir_fd)
+        for parent_fd in self.parent_fds:
+            fd = _strict_open(parent_fd, canon)
+            if fd is None:
+                continue
+            try:
+                st = os.fstat(fd)
+            finally:
+                os.close(fd)
+            os.chown(name, st.st_uid, st.st_gid, dir_fd=dir_fd, follow_symlinks=False)
+            mine = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            self.dirs[tuple(canon)] = _DirMeta(
+                stat.S_IMODE(st.st_mode), st.st_mtime_ns, (mine.st_dev, mine.st_ino)
+            )
+            return
+        os.chmod(name, 0o755, dir_fd=dir_fd, follow_symlinks=False)
+
+    def finish(self) -> None:
+        """Modes and mtimes of directories, deepest first, once their content is in."""
+        for parts in sorted(self.dirs, key=len, reverse=True):
+            meta = self.dirs[parts]
+            if not parts:  # the root: our own directory, opened O_NOFOLLOW at the start
+                os.chmod(self.root, meta.mode)
+                os.utime(self.root, ns=(meta.mtime_ns, meta.mtime_ns))
+                continue
+            fd = _strict_open(self.root_fd, parts[:-1])
+            if fd is None:
+                continue  # replaced by a symlink or removed later in the layer
+            try:
+                found = _lstat(fd, parts[-1])
+                if (
+                    found is None
+                    or not stat.S_ISDIR(found.st_mode)
+                    or (found.st_dev, found.st_ino) != meta.ino
+                ):
+                    continue
+                os.chmod(parts[-1], meta.mode, dir_fd=fd, follow_symlinks=False)
+                ns = (meta.mtime_ns, meta.mtime_ns)
+                os.utime(parts[-1], ns=ns, dir_fd=fd, follow_symlinks=False)
+            finally:
+                os.close(fd)
+
+    # entries -------------------------------------------------------------------
+
+    def apply(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        if member.type not in _ENTRY_TYPES:
+            raise errors.InvalidSpec(
+                f"{self.what}: entry {member.name!r} has unsupported type {member.type!r}"
+            )
+        if member.sparse is not None:
+            raise errors.InvalidSpec(f"{self.what}: sparse file {member.name!r} is not supported")
+        parts = clean_name(member.name)
+        if any(p.startswith(WHITEOUT_PREFIX) for p in parts[:-1]):
+            raise errors.InvalidSpec(
+                f"{self.what}: entry {member.name!r} has a whiteout prefix on a directory"
+            )
+        if not member.islnk():
+            mtime = float(member.mtime)
+            if self.newest_mtime is None or mtime > self.newest_mtime:
+                self.newest_mtime = mtime
+        if parts and parts[-1].startswith(WHITEOUT_PREFIX):
+            self._whiteout(parts, member.name)
+            return
+        if not parts:
+            if not member.isdir():
+                raise errors.InvalidSpec(f"{self.what}: entry {member.name!r} replaces the root")
+            self._own(None, "", member)
+            st = os.stat(self.root, follow_symlinks=False)
+            self.dirs[()] = _DirMeta(member.mode & 0o7777, _ns(member), (st.st_dev, st.st_ino))
+            return
+        dir_fd, canon = self.open_dir(parts[:-1], create=True)
+        try:
+            self._entry(tar, member, dir_fd, canon, parts[-1])
+        finally:
+            os.close(dir_fd)
+
+    def _entry(
+        self, tar: tarfile.TarFile, m: tarfile.TarInfo, dir_fd: int, canon: list[str], name: str
+    ) -> None:
+        existing: os.stat_result | None = _lstat(dir_fd, name)
+        if m.isdir():
+            if existing is not None and not stat.S_ISDIR(existing.st_mode):
+                os.unlink(name, dir_fd=dir_fd)
+                existing = None
+            if existing is None:
+                os.mkdir(name, 0o700, dir_fd=dir_fd)
+            self._own(dir_fd, name, m)
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            self.dirs[(*canon, name)] = _DirMeta(m.mode & 0o7777, _ns(m), (st.st_dev, st.st_ino))
+            return
+        if m.islnk():
+            self._hardlink(m, dir_fd, canon, name)
+            return
+        if existing is not None:
+            _remove(dir_fd, name, existing)
+        if m.isreg():
+            fd = os.open(
+                name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                dir_fd=dir_fd,
+            )  # fmt: skip
+            with open(fd, "wb", closefd=True) as out:
+                data = tar.extractfile(m)
+                if data is not None:
+                    shutil.copyfileobj(data, out, CHUNK)
+        elif m.issym():
+            if not m.linkname or len(os.fsencode(m.linkname)) >= PATH_MAX:
+                raise errors.InvalidSpec(f"{self.what}: symlink {m.name!r} has an invalid target")
+            os.symlink(m.linkname, name, dir_fd=dir_fd)
+        elif m.ischr() or m.isblk():
+            kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
+            try:
+                device = os.makedev(m.devmajor, m.devminor)
+            except (OverflowError, ValueError) as exc:
+                raise errors.InvalidSpec(f"{self.what}: device {m.name!r}: {exc}") from exc
+            os.mknod(name, kind | 0o600, device, dir_fd=dir_fd)
+        elif m.isfifo():
+            os.mkfifo(name, 0o600, dir_fd=dir_fd)
+        self._own(dir_fd, name, m)
+        ns = (_ns(m), _ns(m))
+        os.utime(name, ns=ns, dir_fd=dir_fd, follow_symlinks=False)
+
+    def _own(self, dir_fd: int | None, name: str, m: tarfile.TarInfo) -> None:
+        """Owner, then mode (chown clears setuid), then xattrs (chown clears
+        security.capability). Mode and mtime of directories come in ``finish``."""
+        if not (0 <= m.uid < 0xFFFFFFFF and 0 <= m.gid < 0xFFFFFFFF):
+            raise errors.InvalidSpec(f"{self.what}: entry {m.name!r} has an invalid uid/gid")
+        if dir_fd is None:  # the root itself
+            os.chown(self.root, m.uid, m.gid, follow_symlinks=False)
+            dir_fd, name = self.root_fd, "."
+        else:
+            os.chown(name, m.uid, m.gid, dir_fd=dir_fd, follow_symlinks=False)
+            if not m.issym() and not m.isdir():
+                os.chmod(name, m.mode & 0o7777, dir_fd=dir_fd, follow_symlinks=False)
+        for key, value in m.pax_headers.items():
+            if not key.startswith("SCHILY.xattr."):
+                continue
+            xattr = key[len("SCHILY.xattr.") :]
+            if xattr.startswith(_DROPPED_XATTRS):
+                continue
+            raw = value.encode("utf-8", "surrogateescape")
+            try:
+                _set_xattr(dir_fd, name, xattr, raw)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP):
+                    raise
+
+    def _hardlink(self, m: tarfile.TarInfo, dir_fd: int, canon: list[str], name: str) -> None:
+        target = clean_name(m.linkname, "hardlink target")
+        if not target:
+            raise errors.InvalidSpec(f"{self.what}: hardlink {m.name!r} points at the root")
+        src_fd, src_canon = self.open_dir(target[:-1], create=False)
+        try:
+            src = _lstat(src_fd, target[-1])
+            if src is None:
+                raise errors.InvalidSpec(
+                    f"{self.what}: hardlink {m.name!r} points at {m.linkname!r}, "
+                    "which is not in this layer"
+                )
+            if stat.S_ISDIR(src.st_mode):
+                raise errors.InvalidSpec(f"{self.what}: hardlink {m.name!r} points at a directory")
+            if (*src_canon, target[-1]) == (*canon, name):
+                return  # a link to itself: nothing to do
+            existing = _lstat(dir_fd, name)
+            if existing is not None:
+                _remove(dir_fd, name, existing)
+            os.link(target[-1], name, src_dir_fd=src_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+        finally:
+            os.close(src_fd)
+
+    def _whiteout(self, parts: list[str], raw_name: str) -> None:
+        base = parts[-1]
+        dir_fd, _ = self.open_dir(parts[:-1], create=True)
+        try:
+            if base == WHITEOUT_OPAQUE:
+                _set_xattr(dir_fd, ".", OPAQUE_XATTR, b"y")
+            elif base.startswith(WHITEOUT_META_PREFIX):
+                return  # aufs bookkeeping (.wh..wh.plnk…): meaningless here
+            else:
+                hidden = base[len(WHITEOUT_PREFIX) :]
+                if hidden in ("", ".", ".."):
+                    raise errors.InvalidSpec(f"{self.what}: invalid whiteout {raw_name!r}")
+                existing = _lstat(dir_fd, hidden)
+                if existing is None:
+                    os.mknod(hidden, stat.S_IFCHR, os.makedev(0, 0), dir_fd=dir_fd)
+                elif stat.S_ISDIR(existing.st_mode):
+                    _set_xattr(dir_fd, hidden, OPAQUE_XATTR, b"y")
+                # else: this layer made the file; it already hides the lower one
+        finally:
+            os.close(dir_fd)
+
+
+def _ns(m: tarfile.TarInfo) -> int:
+    try:
+        return int(float(m.mtime) * 1_000_000_000)
+    except (OverflowError, ValueError) as exc:
+        raise errors.InvalidSpec(f"entry {m.name!r} has an invalid mtime") from exc
+
+
+def _remove(dir_fd: int, name: str, st: os.stat_result) -> None:
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(name, dir_fd=dir_fd)  # fd-based: immune to symlinks inside
+    else:
+        os.unlink(name, dir_fd=dir_fd)
+
+
+def unpack(
+    stream: Readable,
+    dest: str,
+    *,
+    parents: Sequence[str] = (),
+    limits: Limits = Limits(),
+    what: str | None = None,
+) -> UnpackResult:
+    """Apply the layer ``stream`` (plain, gzip, zstd, bzip2 or xz tar) to ``dest``.
+
+    ``dest`` is an existing directory, normally an empty snapshot; ``parents``
+    are the directories of the lower layers, top first (read only, to copy the
+    metadata of directories the layer omits). Raises ``InvalidSpec`` for a
+    malformed or malicious layer and leaves ``dest`` half-written: the caller
+    throws the snapshot away.
+    """
+    what = what or f"layer unpacked into {dest}"
+    with errors.map_os_errors(f"open {dest}"):
+        applier = _Applier(dest, parents, what)
+    entries = 0
+    try:
+        reader: _HashingReader | None = None
+        for tar, member, reader in iter_members(stream, limits, what):  # noqa: B007
+            entries += 1
+            try:
+                applier.apply(tar, member)
+            except OSError as exc:
+                raise _layer_error(f"{what}: entry {member.name!r}", exc) from exc
+            except tarfile.TarError as exc:
+                raise errors.InvalidSpec(f"{what}: entry {member.name!r}: {exc}") from exc
+        with errors.map_os_errors(f"{what}: set directory modes"):
+            applier.finish()
+    finally:
+        applier.close()
+    if reader is None:  # pragma: no cover - tarfile refuses an empty stream
+        raise errors.InvalidSpec(f"{what}: the layer is empty")
+    return UnpackResult(
+        diff_id=f"sha256:{reader.hash.hexdigest()}",
+        size=reader.size,
+        entries=entries,
+        newest_mtime=applier.newest_mtime,
+    )
+
+
+def scan(stream: Readable, *, limits: Limits = Limits(), what: str = "layer") -> UnpackResult:
+    """The diff_id, size, entry count and newest mtime of a layer, writing nothing."""
+    entries, newest = 0, None
+    reader: _HashingReader | None = None
+    for _tar, member, reader in iter_members(stream, limits, what):  # noqa: B007
+        entries += 1
+        if member.type not in _ENTRY_TYPES:
+            raise errors.InvalidSpec(f"{what}: entry {member.name!r} has type {member.type!r}")
+        if newest is None or member.mtime > newest:
+            newest = float(member.mtime)
+    if reader is None:  # pragma: no cover - tarfile refuses an empty stream
+        raise errors.InvalidSpec(f"{what}: the layer is empty")
+    return UnpackResult(f"sha256:{reader.hash.hexdigest()}", reader.size, entries, newest)
+
+
+def _layer_error(what: str, exc: OSError) -> errors.RuntimeError_:
+    detail = (exc.strerror or str(exc)).lower()
+    if exc.errno in _LAYER_ERRNOS:
+        return errors.InvalidSpec(f"{what}: {detail}")
+    if exc.errno == errno.EPERM:
+        return errors.FailedPrecondition(f"{what}: {detail} (unpacking needs root)")
+    return errors.category_for_errno(exc.errno)(f"{what}: {detail}")
