@@ -1,0 +1,107 @@
+"""The shim's control protocol: one JSON object per line, over a unix stream socket.
+
+Request::
+
+    {"op": "state"}
+    {"op": "wait", "timeout": 5.0, "condition": "stopped" | "not-running"}
+    {"op": "kill", "signal": "SIGHUP", "all": false}
+    {"op": "stop", "signal": "SIGTERM", "timeout": 10.0}      # both optional
+    {"op": "shutdown"}
+
+Any request may carry an ``"id"``, echoed in its reply (replies to ``wait``
+and ``stop`` are deferred, so on one connection they can come after replies
+to later requests). Reply::
+
+    {"ok": true, "result": {...}}
+    {"ok": false, "error": {"category": "FailedPrecondition", "message": "..."}}
+
+``category`` names a class of :mod:`runtime.errors`; the client raises it.
+Requests are bounded (:data:`MAX_REQUEST`); a malformed one gets an error
+reply and never takes the shim down. Plain JSON and no framework: both ends
+are a few lines, and the shim pays no import for it (stdlib only).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+
+MAX_REQUEST = 64 * 1024
+MAX_RESPONSE = 1024 * 1024
+OPS = ("state", "wait", "kill", "stop", "shutdown")
+WAIT_CONDITIONS = ("stopped", "not-running")
+
+
+class ProtocolError(ValueError):
+    """A request that cannot be served as sent (its text says what is wrong)."""
+
+
+def encode(obj: object) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+
+
+def ok(result: object, request_id: object = None) -> dict[str, object]:
+    reply: dict[str, object] = {"ok": True, "result": result}
+    if request_id is not None:
+        reply["id"] = request_id
+    return reply
+
+
+def error(category: str, message: str, request_id: object = None) -> dict[str, object]:
+    reply: dict[str, object] = {"ok": False, "error": {"category": category, "message": message}}
+    if request_id is not None:
+        reply["id"] = request_id
+    return reply
+
+
+def decode_request(line: bytes) -> dict[str, object]:
+    """Parse and check one request line (without its newline)."""
+    try:
+        obj = json.loads(line)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"request is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("request must be a JSON object with an 'op' field")
+    op = obj.get("op")
+    if op not in OPS:
+        raise ProtocolError(f"unknown op {op!r}: expected one of {', '.join(OPS)}")
+    return obj
+
+
+def get_float(req: dict[str, object], key: str, default: float | None) -> float | None:
+    value = req.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ProtocolError(f"{key!r} must be a number of seconds >= 0")
+    return float(value)
+
+
+def get_bool(req: dict[str, object], key: str) -> bool:
+    value = req.get(key, False)
+    if not isinstance(value, bool):
+        raise ProtocolError(f"{key!r} must be true or false")
+    return value
+
+
+def parse_signal(value: object) -> int:
+    """A signal from ``"SIGTERM"``, ``"TERM"``, ``15`` or ``"15"``; ProtocolError if unknown."""
+    if isinstance(value, bool):
+        raise ProtocolError(f"signal {value!r} is not a signal name or number")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and value.isdigit():
+        number = int(value)
+    elif isinstance(value, str):
+        name = value.upper()
+        if not name.startswith("SIG"):
+            name = "SIG" + name
+        try:
+            return int(signal.Signals[name])
+        except KeyError:
+            raise ProtocolError(f"signal {value!r} is not known (e.g. SIGTERM, KILL, 9)") from None
+    else:
+        raise ProtocolError(f"signal {value!r} is not a signal name or number")
+    if not 0 < number < signal.NSIG:
+        raise ProtocolError(f"signal {value!r} is out of range 1..{signal.NSIG - 1}")
+    return number

@@ -1,0 +1,253 @@
+"""How the shim drives an OCI runtime for one container: builtin library or external binary.
+
+Two drivers with the same five verbs (create, start, kill, delete, state):
+
+- :class:`BuiltinRuntime` calls :mod:`runtime.oci.lifecycle` in-process: no
+  interpreter start per verb (DESIGN.md §1). The library is imported only in
+  this mode, so a shim for an external runtime does not pay for it.
+- :class:`ExternalRuntime` runs a runc-compatible binary the way containerd's
+  shim does: ``<binary> --root R --log runtime.log --log-format json <verb> …``.
+  It is started with ``os.posix_spawn`` (no ``subprocess``: that module would
+  cost the shim ~8 ms of imports and a thread lock) and waited for by pid, so
+  the shim's own reaping of orphans never steals its status. Signals the shim
+  ignores or that Python ignores (SIGPIPE, SIGXFSZ) are reset to their defaults,
+  or the container's init would inherit them ignored. Error text is the
+  runtime's own, read back from its ``--log`` file (runc and crun write their
+  final error there as ``{"level": "error", "msg": …}``); since the exit code of
+  runc is 1 for everything, a failed verb is :class:`runtime.errors.Terminal`
+  (callers must not parse the text to learn more).
+
+Both are usable from the engine too (:mod:`runtime.shim.restore` deletes the
+container of a lost shim with them). Stdlib only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+
+from runtime import errors
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+#: Reset to SIG_DFL in the runtime's process (and so in the container).
+_RESET_SIGNALS = (
+    signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGHUP, signal.SIGTERM,
+    signal.SIGQUIT, signal.SIGCHLD, signal.SIGUSR1, signal.SIGUSR2,
+)  # fmt: skip
+
+
+class OciRuntime:
+    """The OCI verbs the shim uses, bound to one container id and runtime root."""
+
+    name = "oci"
+
+    def __init__(self, root: str, container_id: str) -> None:
+        self.root = root
+        self.container_id = container_id
+
+    def create(self, bundle: str, pid_file: str, stdin: int, stdout: int, stderr: int) -> int:
+        """Create the container (init waits for ``start``); return the init's pid."""
+        raise NotImplementedError
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def kill(self, sig: int, all_processes: bool = False) -> None:
+        raise NotImplementedError
+
+    def delete(self, force: bool = False) -> None:
+        raise NotImplementedError
+
+    def state(self) -> dict[str, object]:
+        raise NotImplementedError
+
+
+class BuiltinRuntime(OciRuntime):
+    """The builtin runtime library, called in-process."""
+
+    name = "builtin"
+
+    def __init__(self, root: str, container_id: str) -> None:
+        super().__init__(root, container_id)
+        from runtime.oci import lifecycle
+
+        self._lifecycle = lifecycle
+
+    @contextlib.contextmanager
+    def _mapped(self, verb: str) -> Iterator[None]:
+        """The library raises runtime.errors; anything else becomes one here."""
+        try:
+            with errors.map_os_errors(f"builtin runtime {verb} {self.container_id}"):
+                yield
+        except errors.RuntimeError_:
+            raise
+        except Exception as exc:  # a bug in the library must not take the shim down
+            raise errors.Terminal(
+                f"builtin runtime {verb} {self.container_id}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def create(self, bundle: str, pid_file: str, stdin: int, stdout: int, stderr: int) -> int:
+        with self._mapped("create"):
+            pid = self._lifecycle.create(
+                self.root, self.container_id, bundle,
+                stdin=stdin, stdout=stdout, stderr=stderr, pid_file=pid_file,
+            )  # fmt: skip
+        return int(pid)
+
+    def start(self) -> None:
+        with self._mapped("start"):
+            self._lifecycle.start(self.root, self.container_id)
+
+    def kill(self, sig: int, all_processes: bool = False) -> None:
+        with self._mapped("kill"):
+            self._lifecycle.kill(self.root, self.container_id, sig, all=all_processes)
+
+    def delete(self, force: bool = False) -> None:
+        with self._mapped("delete"):
+            self._lifecycle.delete(self.root, self.container_id, force=force)
+
+    def state(self) -> dict[str, object]:
+        with self._mapped("state"):
+            return dict(self._lifecycle.state(self.root, self.container_id))
+
+
+class ExternalRuntime(OciRuntime):
+    """A runc-compatible binary (runc, crun, ``pyreconcile-runc``)."""
+
+    def __init__(self, binary: str, root: str, container_id: str, log_file: str) -> None:
+        super().__init__(root, container_id)
+        self.binary = binary
+        self.name = os.path.basename(binary)
+        self.log_file = log_file
+
+    def _argv(self, verb: str, *args: str) -> list[str]:
+        return [
+            self.binary, "--root", self.root, "--log", self.log_file, "--log-format", "json",
+            verb, *args,
+        ]  # fmt: skip
+
+    def _run(self, verb: str, args: list[str], stdio: tuple[int, int, int] | None = None) -> bytes:
+        """Run one verb; return its stdout when ``stdio`` is None. Raise with its error text."""
+        log_start = _size(self.log_file)
+        out_r = out_w = -1
+        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            if stdio is None:
+                out_r, out_w = os.pipe2(os.O_CLOEXEC)
+                stdio = (null, out_w, null)
+            actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(stdio)]
+            try:
+                pid = os.posix_spawn(
+                    self.binary, self._argv(verb, *args), os.environ,
+                    file_actions=actions, setsigdef=_RESET_SIGNALS, setsigmask=(),
+                )  # fmt: skip
+            except FileNotFoundError:
+                raise errors.Unavailable(
+                    f"oci runtime {self.binary} not found: install it or choose another runtime"
+                ) from None
+            except OSError as exc:
+                raise errors.Unavailable(f"oci runtime {self.binary}: {exc.strerror}") from None
+            output = b""
+            if out_w >= 0:
+                os.close(out_w)
+                out_w = -1
+                chunks = []
+                while chunk := os.read(out_r, 65536):
+                    chunks.append(chunk)
+                output = b"".join(chunks)
+            _, status = os.waitpid(pid, 0)
+        finally:
+            for fd in (null, out_r, out_w):
+                if fd >= 0:
+                    os.close(fd)
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0:
+            text = _log_errors(self.log_file, log_start) or f"exited with status {code}"
+            raise errors.Terminal(f"{self.name} {verb} {self.container_id}: {text}")
+        return output
+
+    def create(self, bundle: str, pid_file: str, stdin: int, stdout: int, stderr: int) -> int:
+        self._run(
+            "create",
+            ["--bundle", bundle, "--pid-file", pid_file, self.container_id],
+            (stdin, stdout, stderr),
+        )
+        pid = _read_pid(pid_file)
+        if pid is None:
+            raise errors.Terminal(
+                f"{self.name} create {self.container_id}: no pid in {pid_file} after create"
+            )
+        return pid
+
+    def start(self) -> None:
+        self._run("start", [self.container_id])
+
+    def kill(self, sig: int, all_processes: bool = False) -> None:
+        args = ["--all"] if all_processes else []
+        self._run("kill", [*args, self.container_id, str(sig)])
+
+    def delete(self, force: bool = False) -> None:
+        args = ["--force"] if force else []
+        self._run("delete", [*args, self.container_id])
+
+    def state(self) -> dict[str, object]:
+        out = self._run("state", [self.container_id])
+        try:
+            value = json.loads(out)
+        except ValueError:
+            raise errors.Terminal(
+                f"{self.name} state {self.container_id}: output is not JSON: {out[:200]!r}"
+            ) from None
+        if not isinstance(value, dict):
+            raise errors.Terminal(f"{self.name} state {self.container_id}: not a JSON object")
+        return value
+
+
+def make(binary: str | None, root: str, container_id: str, bundle: str) -> OciRuntime:
+    """The driver for ``binary`` (an external runtime), or the builtin one when None."""
+    if binary:
+        return ExternalRuntime(binary, root, container_id, os.path.join(bundle, "runtime.log"))
+    return BuiltinRuntime(root, container_id)
+
+
+def _size(name: str) -> int:
+    try:
+        return os.stat(name).st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _read_pid(name: str) -> int | None:
+    try:
+        with open(name, "rb") as f:
+            text = f.read().strip()
+    except FileNotFoundError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _log_errors(log_file: str, start: int) -> str:
+    """The error messages an external runtime logged after offset ``start``."""
+    try:
+        with open(log_file, "rb") as f:
+            f.seek(start)
+            data = f.read(256 * 1024)
+    except FileNotFoundError:
+        return ""
+    messages = []
+    for line in data.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            text = line.decode(errors="replace").strip()
+            if text:
+                messages.append(text)
+            continue
+        if isinstance(entry, dict) and entry.get("level") in ("error", "fatal"):
+            messages.append(str(entry.get("msg", "")).strip())
+    return "; ".join(m for m in messages if m)

@@ -1,0 +1,116 @@
+"""The shim's state dir: the container's bundle dir, and what the shim keeps in it.
+
+::
+
+    config.json rootfs/     the bundle, written by the engine (never touched here)
+    shim.pid                the shim's pid; the shim holds an exclusive flock on it
+                            for its whole life, so "locked" means "a shim is alive"
+                            (no pid-reuse guessing) and a second shim is refused
+    shim.sock               the control socket (runtime.shim.protocol)
+    init.pid                the container's init pid, written by the OCI runtime
+    options.json            how the shim runs the container: runtime binary and
+                            root, log path (read back by runtime.shim.restore to
+                            clean up after a lost shim, like containerd's options.json)
+    exit                    the final exit record, JSON, written atomically after
+                            the logs are drained; its presence means "ended"
+    shim.log                the shim's own events, JSON lines
+    runtime.log             an external runtime's ``--log`` (JSON), for error text
+
+Stdlib only: imported by the shim under ``python -I -S``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+SHIM_PID = "shim.pid"
+SOCKET = "shim.sock"
+INIT_PID = "init.pid"
+OPTIONS = "options.json"
+EXIT = "exit"
+SHIM_LOG = "shim.log"
+RUNTIME_LOG = "runtime.log"
+
+#: Files the shim creates; removed again when spawning fails.
+SHIM_FILES = (SOCKET, INIT_PID, OPTIONS, EXIT, SHIM_LOG, RUNTIME_LOG, SHIM_PID)
+
+#: Keys of the exit record (JSON object in the ``exit`` file).
+EXIT_KEYS = ("exit_code", "signal", "finished_at", "oom_killed", "started_at", "restart_count")
+
+
+def path(bundle: str, name: str) -> str:
+    return os.path.join(bundle, name)
+
+
+def write_atomic(target: str, data: bytes, mode: int = 0o644) -> None:
+    """Write ``target`` so that readers see the old content or the whole new one.
+
+    temp file in the same dir, fsync, rename over, fsync the dir (DESIGN.md §4).
+    """
+    directory = os.path.dirname(target) or "."
+    tmp = os.path.join(directory, f".{os.path.basename(target)}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        _unlink(tmp)
+        raise
+    os.close(fd)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        _unlink(tmp)
+        raise
+    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def write_json(target: str, obj: object) -> None:
+    write_atomic(target, json.dumps(obj, sort_keys=True).encode() + b"\n")
+
+
+def read_json(source: str) -> dict[str, object] | None:
+    """The JSON object in ``source``; None when the file is missing or not an object."""
+    try:
+        with open(source, "rb") as f:
+            value = json.loads(f.read())
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def read_exit(bundle: str) -> dict[str, object] | None:
+    """The exit record of the container in ``bundle``, or None while it has not ended."""
+    return read_json(path(bundle, EXIT))
+
+
+def read_pid(source: str) -> int | None:
+    """The pid in a pid file (runc writes it without a newline); None if absent/garbled."""
+    try:
+        with open(source, "rb") as f:
+            text = f.read().strip()
+    except FileNotFoundError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def remove(bundle: str, *names: str) -> None:
+    for name in names:
+        _unlink(path(bundle, name))
+
+
+def _unlink(target: str) -> None:
+    try:
+        os.unlink(target)
+    except FileNotFoundError:
+        pass
