@@ -13,18 +13,68 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 
 __all__ = [
-    "CLONE_NEWCGROUP", "CLONE_NEWIPC", "CLONE_NEWNET", "CLONE_NEWNS", "CLONE_NEWPID",
-    "CLONE_NEWTIME", "CLONE_NEWUSER", "CLONE_NEWUTS",
-    "MNT_DETACH", "MNT_FORCE", "MS_BIND", "MS_NODEV", "MS_NOEXEC", "MS_NOSUID", "MS_PRIVATE",
-    "MS_RDONLY", "MS_REC", "MS_RELATIME", "MS_REMOUNT", "MS_SHARED", "MS_SLAVE", "MS_STRICTATIME",
-    "MS_UNBINDABLE", "MS_MOVE", "MS_NOATIME", "MS_NODIRATIME",
-    "PR_SET_CHILD_SUBREAPER", "PR_SET_DUMPABLE", "PR_SET_NO_NEW_PRIVS", "PR_SET_PDEATHSIG",
-    "PR_SET_NAME", "PR_CAPBSET_DROP", "PR_CAPBSET_READ",
-    "libc", "mount", "pivot_root", "prctl", "sethostname", "setdomainname", "setns", "umount2",
-    "unshare", "syscall_number",
+    "CLONE_NEWCGROUP",
+    "CLONE_NEWIPC",
+    "CLONE_NEWNET",
+    "CLONE_NEWNS",
+    "CLONE_NEWPID",
+    "CLONE_NEWTIME",
+    "CLONE_NEWUSER",
+    "CLONE_NEWUTS",
+    "MNT_DETACH",
+    "MNT_FORCE",
+    "MS_BIND",
+    "MS_NODEV",
+    "MS_NOEXEC",
+    "MS_NOSUID",
+    "MS_PRIVATE",
+    "MS_RDONLY",
+    "MS_REC",
+    "MS_RELATIME",
+    "MS_REMOUNT",
+    "MS_SHARED",
+    "MS_SLAVE",
+    "MS_STRICTATIME",
+    "MS_UNBINDABLE",
+    "MS_MOVE",
+    "MS_NOATIME",
+    "MS_NODIRATIME",
+    "PR_SET_CHILD_SUBREAPER",
+    "PR_SET_DUMPABLE",
+    "PR_SET_NO_NEW_PRIVS",
+    "PR_SET_PDEATHSIG",
+    "PR_SET_NAME",
+    "PR_CAPBSET_DROP",
+    "PR_CAPBSET_READ",
+    "libc",
+    "mount",
+    "pivot_root",
+    "prctl",
+    "sethostname",
+    "setdomainname",
+    "setns",
+    "umount2",
+    "unshare",
+    "syscall_number",
+    "CLOSE_RANGE_CLOEXEC",
+    "PR_SET_KEEPCAPS",
+    "PR_CAP_AMBIENT",
+    "PR_CAP_AMBIENT_RAISE",
+    "PR_CAP_AMBIENT_CLEAR_ALL",
+    "MS_SYNCHRONOUS",
+    "MS_DIRSYNC",
+    "MS_MANDLOCK",
+    "MS_NOSYMFOLLOW",
+    "MS_LAZYTIME",
+    "MS_SILENT",
+    "PROC_SUPER_MAGIC",
+    "close_range",
+    "fstatfs_type",
+    "setrlimit",
+    "reset_signals",
+    "pidfd_send_signal",
 ]
 
 CLONE_NEWNS = 0x00020000
@@ -66,6 +116,7 @@ UMOUNT_NOFOLLOW = 8
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
+PR_SET_KEEPCAPS = 8
 PR_SET_NAME = 15
 PR_CAPBSET_READ = 23
 PR_CAPBSET_DROP = 24
@@ -73,18 +124,55 @@ PR_SET_SECUREBITS = 28
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_CHILD_SUBREAPER = 36
 PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+CLOSE_RANGE_CLOEXEC = 1 << 2
+PROC_SUPER_MAGIC = 0x9FA0
 
 _SYSCALLS = {
-    "x86_64": {"pivot_root": 155, "setns": 308, "unshare": 272, "close_range": 436, "openat2": 437,
-               "capget": 125, "capset": 126, "seccomp": 317, "memfd_create": 319,
-               "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsmount": 432},
-    "aarch64": {"pivot_root": 41, "setns": 268, "unshare": 97, "close_range": 436, "openat2": 437,
-                "capget": 90, "capset": 91, "seccomp": 277, "memfd_create": 279,
-                "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsmount": 432},
+    "x86_64": {
+        "pivot_root": 155,
+        "setns": 308,
+        "unshare": 272,
+        "close_range": 436,
+        "openat2": 437,
+        "capget": 125,
+        "capset": 126,
+        "seccomp": 317,
+        "memfd_create": 319,
+        "open_tree": 428,
+        "move_mount": 429,
+        "fsopen": 430,
+        "fsmount": 432,
+        "pidfd_send_signal": 424,
+    },
+    "aarch64": {
+        "pivot_root": 41,
+        "setns": 268,
+        "unshare": 97,
+        "close_range": 436,
+        "openat2": 437,
+        "capget": 90,
+        "capset": 91,
+        "seccomp": 277,
+        "memfd_create": 279,
+        "open_tree": 428,
+        "move_mount": 429,
+        "fsopen": 430,
+        "fsmount": 432,
+        "pidfd_send_signal": 424,
+    },
 }
 
 libc = ctypes.CDLL(None, use_errno=True)
-libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+libc.mount.argtypes = [
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_ulong,
+    ctypes.c_char_p,
+]
 libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 libc.unshare.argtypes = [ctypes.c_int]
 libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
@@ -95,7 +183,9 @@ libc.syscall.restype = ctypes.c_long
 
 
 def syscall_number(name: str) -> int:
-    machine = platform.machine()
+    # os.uname() rather than platform.machine(): platform costs ~6 ms to import
+    # and this module is on the shim's hot path.
+    machine = os.uname().machine
     try:
         return _SYSCALLS[machine][name]
     except KeyError:
@@ -150,3 +240,70 @@ def sethostname(name: str) -> None:
 def setdomainname(name: str) -> None:
     raw = name.encode()
     _check(libc.setdomainname(raw, len(raw)), "setdomainname")
+
+
+def close_range(first: int, last: int = 0xFFFFFFFF, flags: int = 0) -> None:
+    """close_range(2): with ``CLOSE_RANGE_CLOEXEC`` mark the fds close-on-exec
+    instead of closing them (Linux 5.11); raises ``OSError`` (ENOSYS, EINVAL)
+    where the kernel lacks it, so callers can fall back to a loop."""
+    nr = syscall_number("close_range")
+    _check(
+        libc.syscall(nr, ctypes.c_uint(first), ctypes.c_uint(last), ctypes.c_uint(flags)),
+        "close_range",
+    )
+
+
+class _Statfs(ctypes.Structure):
+    # Only f_type is read; the buffer is sized generously for struct statfs.
+    _fields_ = [("f_type", ctypes.c_long), ("rest", ctypes.c_byte * 120)]
+
+
+def fstatfs_type(fd: int) -> int:
+    """The filesystem magic number (``f_type``) of the file open at ``fd``."""
+    buf = _Statfs()
+    _check(libc.fstatfs(fd, ctypes.byref(buf)), "fstatfs")
+    return int(buf.f_type)
+
+
+class _Rlimit(ctypes.Structure):
+    _fields_ = [("cur", ctypes.c_uint64), ("max", ctypes.c_uint64)]
+
+
+def setrlimit(resource: int, soft: int, hard: int) -> None:
+    """prlimit(2) on this process; values are unsigned (2**64-1 is unlimited).
+
+    ctypes rather than the ``resource`` module: the numbers come from
+    config.json as u64 and ``resource`` maps them through signed longs.
+    """
+    new = _Rlimit(soft, hard)
+    _check(libc.prlimit(0, resource, ctypes.byref(new), None), "prlimit")
+
+
+_SIGSET = ctypes.c_ubyte * 128  # sizeof(sigset_t) in glibc
+libc.signal.argtypes = [ctypes.c_int, ctypes.c_void_p]
+libc.signal.restype = ctypes.c_void_p
+
+
+def reset_signals() -> None:
+    """Default disposition for every signal and an empty signal mask.
+
+    For a forked child right before ``execve``: handlers are reset by exec
+    anyway, but *ignored* signals (Python ignores SIGPIPE and SIGXFSZ) and the
+    blocked mask (a shim blocks SIGTERM) would be inherited by the container.
+    Goes through libc, not the ``signal`` module (4 ms of enum imports), and
+    leaves Python's own view of its handlers stale: call it only just before exec.
+    """
+    for sig in range(1, 65):
+        if sig not in (9, 19, 32, 33):  # SIGKILL, SIGSTOP, glibc-internal RT signals
+            libc.signal(sig, None)  # SIG_DFL
+    empty = _SIGSET()
+    _check(libc.sigprocmask(2, ctypes.byref(empty), None), "sigprocmask")  # SIG_SETMASK
+
+
+def pidfd_send_signal(pidfd: int, sig: int) -> None:
+    """Signal the process a pidfd refers to: unlike kill(2), never a recycled pid.
+
+    (``signal.pidfd_send_signal`` exists, but the ``signal`` module costs ~4 ms.)
+    """
+    nr = syscall_number("pidfd_send_signal")
+    _check(libc.syscall(nr, pidfd, sig, None, 0), "pidfd_send_signal")

@@ -1,0 +1,357 @@
+"""Load and validate an OCI bundle's ``config.json`` (runtime-spec 1.0.x).
+
+The result is a tree of plain classes (no pydantic, no dataclasses: this is
+imported by the shim under ``python -I -S`` and ``dataclasses`` alone costs
+~12 ms to import). Everything that can be checked without touching the
+container is checked here, so that ``create`` fails before forking with an
+:class:`~runtime.errors.InvalidSpec` that names the field
+(``process.capabilities.bounding[1]: unknown capability CAP_FOO``).
+
+Choices:
+- Unknown top-level properties are ignored, as the spec requires. Known
+  features this runtime cannot apply (user namespaces, seccomp, hooks,
+  AppArmor/SELinux labels, a terminal) are errors, never silently dropped: a
+  container must not run with less isolation than its config asked for.
+- Capability names the kernel does not know yet (above ``cap_last_cap``) are
+  dropped later by the init; names nobody knows are errors (runc only warns).
+- Relative ``root.path`` and bind sources are relative to the bundle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from runtime import errors
+from runtime.oci import config_process, mountopts
+from runtime.oci.config_process import Process, want
+
+__all__ = ["Device", "DeviceRule", "Mount", "Process", "Resources", "Spec", "load", "parse"]
+
+NAMESPACES = {
+    "pid": "pid",
+    "network": "net",
+    "mount": "mnt",
+    "ipc": "ipc",
+    "uts": "uts",
+    "cgroup": "cgroup",
+}
+_UNSUPPORTED_NAMESPACES = ("user", "time")
+_IPC_SYSCTLS = (
+    "kernel.msgmax",
+    "kernel.msgmnb",
+    "kernel.msgmni",
+    "kernel.sem",
+    "kernel.shmall",
+    "kernel.shmmax",
+    "kernel.shmmni",
+    "kernel.shm_rmid_forced",
+)
+
+
+class Mount:
+    __slots__ = ("destination", "options", "source", "type")
+
+    def __init__(self, destination: str, fstype: str, source: str, options: list[str]) -> None:
+        self.destination = destination
+        self.type = fstype
+        self.source = source
+        self.options = mountopts.parse(options, fstype)
+
+
+class Device:
+    """A node of ``linux.devices`` to create in the container's /dev."""
+
+    __slots__ = ("file_mode", "gid", "major", "minor", "path", "type", "uid")
+
+    def __init__(self) -> None:
+        self.path = ""
+        self.type = "c"
+        self.major = 0
+        self.minor = 0
+        self.file_mode = 0o666
+        self.uid = 0
+        self.gid = 0
+
+
+class DeviceRule:
+    """An entry of ``linux.resources.devices`` (devices cgroup)."""
+
+    __slots__ = ("access", "allow", "major", "minor", "type")
+
+    def __init__(self, allow: bool, kind: str, major: int, minor: int, access: str) -> None:
+        self.allow = allow
+        self.type = kind  # a | c | b
+        self.major = major  # -1 = any
+        self.minor = minor
+        self.access = access
+
+
+class Resources:
+    __slots__ = (
+        "cpu_period",
+        "cpu_quota",
+        "cpu_shares",
+        "devices",
+        "memory_limit",
+        "memory_reservation",
+        "memory_swap",
+        "pids_limit",
+    )
+
+    def __init__(self) -> None:
+        self.memory_limit: int | None = None
+        self.memory_reservation: int | None = None
+        self.memory_swap: int | None = None
+        self.cpu_shares: int | None = None
+        self.cpu_quota: int | None = None
+        self.cpu_period: int | None = None
+        self.pids_limit: int | None = None
+        self.devices: list[DeviceRule] = []
+
+
+class Spec:
+    """A validated config.json. ``namespaces`` maps a type to a path or None (new)."""
+
+    def __init__(self) -> None:
+        self.oci_version = ""
+        self.bundle = ""
+        self.root_path = ""
+        self.root_readonly = False
+        self.hostname: str | None = None
+        self.domainname: str | None = None
+        self.process = Process()
+        self.mounts: list[Mount] = []
+        self.namespaces: dict[str, str | None] = {}
+        self.cgroups_path = ""
+        self.resources = Resources()
+        self.devices: list[Device] = []
+        self.masked_paths: list[str] = []
+        self.readonly_paths: list[str] = []
+        self.sysctl: dict[str, str] = {}
+        self.rootfs_propagation = mountopts.PROPAGATION["rslave"]
+        self.annotations: dict[str, str] = {}
+
+
+def load(bundle: str) -> Spec:
+    """Read ``bundle/config.json`` and validate it."""
+    path = os.path.join(bundle, "config.json")
+    try:
+        with open(path, "rb") as f:
+            doc = json.loads(f.read())
+    except FileNotFoundError:
+        raise errors.InvalidSpec(f"{path} does not exist: is {bundle} an OCI bundle?") from None
+    except (OSError, ValueError) as exc:
+        raise errors.InvalidSpec(f"cannot read {path}: {exc}") from None
+    return parse(doc, os.path.abspath(bundle))
+
+
+def parse(doc: object, bundle: str) -> Spec:
+    """Validate a decoded config.json; ``bundle`` anchors relative paths."""
+    top = want(doc, dict, "config.json")
+    spec = Spec()
+    spec.bundle = bundle
+    spec.oci_version = want(top.get("ociVersion", ""), str, "ociVersion")
+    root = want(top.get("root"), dict, "root")
+    rpath = want(root.get("path"), str, "root.path")
+    if not rpath:
+        raise errors.InvalidSpec("config.json: root.path must not be empty")
+    spec.root_path = os.path.normpath(os.path.join(bundle, rpath))
+    spec.root_readonly = want(root.get("readonly", False), bool, "root.readonly")
+    spec.hostname = _opt_str(top, "hostname")
+    spec.domainname = _opt_str(top, "domainname")
+    spec.annotations = _str_map(top.get("annotations"), "annotations")
+    spec.process = config_process.parse(top.get("process"))
+    spec.mounts = [
+        _mount(m, f"mounts[{i}]", bundle)
+        for i, m in enumerate(want(top.get("mounts", []), list, "mounts"))
+    ]
+    if top.get("hooks"):
+        raise errors.InvalidSpec("config.json: hooks are not supported by pyreconcile-runc yet")
+    _linux(want(top.get("linux", {}), dict, "linux"), spec)
+    if spec.hostname is not None and "uts" not in spec.namespaces:
+        raise errors.InvalidSpec(
+            "config.json: hostname needs a private uts namespace: add {type: uts} to "
+            "linux.namespaces"
+        )
+    if spec.namespaces.get("mount", "") is not None:
+        raise errors.InvalidSpec(
+            "config.json: linux.namespaces needs a new mount namespace ({type: mount} without "
+            "a path): the rootfs is set up in it"
+        )
+    _check_sysctls(spec)
+    return spec
+
+
+def _opt_str(obj: dict[str, object], key: str) -> str | None:
+    value = obj.get(key)
+    return None if value is None else want(value, str, key)
+
+
+def _str_map(value: object, where: str) -> dict[str, str]:
+    out = {}
+    for key, item in want(value if value is not None else {}, dict, where).items():
+        out[key] = want(item, str, f"{where}.{key}")
+    return out
+
+
+def _abs_path(value: object, where: str) -> str:
+    path = want(value, str, where)
+    if not path.startswith("/"):
+        raise errors.InvalidSpec(f"config.json: {where}: {path!r} must be an absolute path")
+    return path
+
+
+def _mount(value: object, where: str, bundle: str) -> Mount:
+    m = want(value, dict, where)
+    dest = _abs_path(m.get("destination"), f"{where}.destination")
+    fstype = want(m.get("type", ""), str, f"{where}.type")
+    source = want(m.get("source", ""), str, f"{where}.source")
+    options = [
+        want(o, str, f"{where}.options[{i}]")
+        for i, o in enumerate(want(m.get("options", []), list, f"{where}.options"))
+    ]
+    mount = Mount(dest, fstype, source, options)
+    if mount.options.bind:
+        if not source:
+            raise errors.InvalidSpec(f"config.json: {where}.source: a bind mount needs a source")
+        mount.source = os.path.normpath(os.path.join(bundle, source))
+    elif not fstype:
+        raise errors.InvalidSpec(f"config.json: {where}.type: needed unless it is a bind mount")
+    return mount
+
+
+def _linux(linux: dict[str, object], spec: Spec) -> None:
+    for i, ns in enumerate(want(linux.get("namespaces", []), list, "linux.namespaces")):
+        where = f"linux.namespaces[{i}]"
+        entry = want(ns, dict, where)
+        kind = want(entry.get("type"), str, f"{where}.type")
+        if kind in _UNSUPPORTED_NAMESPACES:
+            raise errors.InvalidSpec(
+                f"config.json: {where}: {kind} namespaces are not supported by pyreconcile-runc yet"
+            )
+        if kind not in NAMESPACES:
+            raise errors.InvalidSpec(f"config.json: {where}.type: unknown namespace type {kind!r}")
+        if kind in spec.namespaces:
+            raise errors.InvalidSpec(f"config.json: {where}: namespace {kind} is listed twice")
+        path = entry.get("path")
+        spec.namespaces[kind] = None if not path else _abs_path(path, f"{where}.path")
+    for key in ("uidMappings", "gidMappings"):
+        if linux.get(key):
+            raise errors.InvalidSpec(
+                f"config.json: linux.{key} needs a user namespace, which is not supported yet"
+            )
+    for key in ("seccomp", "intelRdt", "personality", "mountLabel"):
+        if linux.get(key):
+            raise errors.InvalidSpec(
+                f"config.json: linux.{key} is not supported by pyreconcile-runc yet: remove it"
+            )
+    spec.cgroups_path = want(linux.get("cgroupsPath", ""), str, "linux.cgroupsPath")
+    _resources(want(linux.get("resources", {}), dict, "linux.resources"), spec.resources)
+    spec.devices = [
+        _device(d, f"linux.devices[{i}]")
+        for i, d in enumerate(want(linux.get("devices", []), list, "linux.devices"))
+    ]
+    for key, attr in (("maskedPaths", "masked_paths"), ("readonlyPaths", "readonly_paths")):
+        items = want(linux.get(key, []), list, f"linux.{key}")
+        setattr(spec, attr, [_abs_path(p, f"linux.{key}[{i}]") for i, p in enumerate(items)])
+    spec.sysctl = _str_map(linux.get("sysctl"), "linux.sysctl")
+    prop = linux.get("rootfsPropagation")
+    if prop:
+        word = want(prop, str, "linux.rootfsPropagation")
+        if word not in mountopts.PROPAGATION:
+            raise errors.InvalidSpec(
+                f"config.json: linux.rootfsPropagation: unknown value {word!r}; use one of "
+                + ", ".join(sorted(mountopts.PROPAGATION))
+            )
+        spec.rootfs_propagation = mountopts.PROPAGATION[word]
+
+
+def _int_or_none(obj: dict[str, object], key: str, where: str) -> int | None:
+    value = obj.get(key)
+    return None if value is None else want(value, int, f"{where}.{key}")
+
+
+def _resources(res: dict[str, object], out: Resources) -> None:
+    for key in ("blockIO", "hugepageLimits", "network", "rdma", "unified"):
+        if res.get(key):
+            raise errors.InvalidSpec(
+                f"config.json: linux.resources.{key} is not supported by pyreconcile-runc yet"
+            )
+    mem = want(res.get("memory", {}), dict, "linux.resources.memory")
+    out.memory_limit = _int_or_none(mem, "limit", "linux.resources.memory")
+    out.memory_reservation = _int_or_none(mem, "reservation", "linux.resources.memory")
+    out.memory_swap = _int_or_none(mem, "swap", "linux.resources.memory")
+    for key in ("kernel", "kernelTCP", "swappiness"):
+        if mem.get(key) is not None:
+            raise errors.InvalidSpec(
+                f"config.json: linux.resources.memory.{key} is not supported by pyreconcile-runc"
+            )
+    cpu = want(res.get("cpu", {}), dict, "linux.resources.cpu")
+    out.cpu_shares = _int_or_none(cpu, "shares", "linux.resources.cpu")
+    out.cpu_quota = _int_or_none(cpu, "quota", "linux.resources.cpu")
+    out.cpu_period = _int_or_none(cpu, "period", "linux.resources.cpu")
+    for key in ("cpus", "mems", "realtimeRuntime", "realtimePeriod"):
+        if cpu.get(key):
+            raise errors.InvalidSpec(
+                f"config.json: linux.resources.cpu.{key} is not supported by pyreconcile-runc yet"
+            )
+    pids = want(res.get("pids", {}), dict, "linux.resources.pids")
+    out.pids_limit = _int_or_none(pids, "limit", "linux.resources.pids")
+    for i, rule in enumerate(want(res.get("devices", []), list, "linux.resources.devices")):
+        where = f"linux.resources.devices[{i}]"
+        r = want(rule, dict, where)
+        kind = want(r.get("type", "a"), str, f"{where}.type")
+        if kind not in ("a", "b", "c"):
+            raise errors.InvalidSpec(f"config.json: {where}.type must be a, b or c")
+        access = want(r.get("access", "rwm"), str, f"{where}.access")
+        if not access or set(access) - set("rwm"):
+            raise errors.InvalidSpec(f"config.json: {where}.access must be letters of rwm")
+        major = _int_or_none(r, "major", where)
+        minor = _int_or_none(r, "minor", where)
+        allow = want(r.get("allow"), bool, f"{where}.allow")
+        out.devices.append(
+            DeviceRule(
+                allow, kind, -1 if major is None else major, -1 if minor is None else minor, access
+            )
+        )
+
+
+def _device(value: object, where: str) -> Device:
+    d = want(value, dict, where)
+    dev = Device()
+    dev.path = _abs_path(d.get("path"), f"{where}.path")
+    if not dev.path.startswith("/dev/"):
+        raise errors.InvalidSpec(f"config.json: {where}.path: {dev.path!r} must be under /dev")
+    dev.type = want(d.get("type"), str, f"{where}.type")
+    if dev.type not in ("c", "b", "u", "p"):
+        raise errors.InvalidSpec(f"config.json: {where}.type must be c, b, u or p")
+    if dev.type != "p":
+        dev.major = want(d.get("major"), int, f"{where}.major")
+        dev.minor = want(d.get("minor"), int, f"{where}.minor")
+    mode = _int_or_none(d, "fileMode", where)
+    dev.file_mode = 0o666 if mode is None else mode & 0o7777
+    dev.uid = want(d.get("uid", 0), int, f"{where}.uid")
+    dev.gid = want(d.get("gid", 0), int, f"{where}.gid")
+    return dev
+
+
+def _check_sysctls(spec: Spec) -> None:
+    """Only namespaced sysctls, and only with the namespace that scopes them."""
+    for key in spec.sysctl:
+        if key in _IPC_SYSCTLS or key.startswith("fs.mqueue."):
+            needed = "ipc"
+        elif key in ("kernel.hostname", "kernel.domainname"):
+            needed = "uts"
+        elif key.startswith("net."):
+            needed = "network"
+        else:
+            raise errors.InvalidSpec(
+                f"config.json: linux.sysctl: {key} is not namespaced and cannot be set in a "
+                "container"
+            )
+        if needed not in spec.namespaces:
+            raise errors.InvalidSpec(
+                f"config.json: linux.sysctl: {key} needs a {needed} namespace of the container's "
+                f"own: add {{type: {needed}}} to linux.namespaces"
+            )

@@ -1,0 +1,71 @@
+"""``start``: let a created container's init exec its process (runc's
+exec.fifo protocol).
+
+The init blocks in ``open(exec.fifo, O_WRONLY)``. ``start`` opens the fifo
+for reading *without* blocking (so a dead init cannot hang it), then polls:
+the init's one byte means it is about to exec; a hang-up with no byte, or an
+init that is no longer alive at a poll timeout, means it died. The fifo is
+removed afterwards, which is what turns the status from created to running.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+
+from runtime import errors
+from runtime.oci import state
+
+__all__ = ["start"]
+
+_POLL_MS = 100
+
+
+def start(root: str, container_id: str) -> None:
+    rec = state.load(root, container_id)
+    status = state.observe_status(root, rec)
+    if status == "stopped":
+        raise errors.FailedPrecondition(
+            f"cannot start a container that has stopped: {container_id}"
+        )
+    if status == "running":
+        raise errors.FailedPrecondition(
+            f"cannot start an already running container: {container_id}"
+        )
+    fifo = os.path.join(root, container_id, state.FIFO)
+    try:
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise errors.FailedPrecondition(
+            f"cannot start an already running container: {container_id}"
+        ) from None
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        while True:
+            if poller.poll(_POLL_MS):
+                try:
+                    data = os.read(fd, 1)
+                except BlockingIOError:
+                    continue
+                if data:
+                    break
+                _raise_not_started(root, rec)
+            elif state.observe_status(root, rec) == "stopped":
+                _raise_not_started(root, rec)
+    finally:
+        os.close(fd)
+    try:
+        os.unlink(fifo)
+    except FileNotFoundError:
+        pass
+
+
+def _raise_not_started(root: str, rec: state.Record) -> None:
+    if state.observe_status(root, rec) == "running" and not os.path.lexists(
+        os.path.join(root, rec.id, state.FIFO)
+    ):
+        raise errors.FailedPrecondition(f"cannot start an already running container: {rec.id}")
+    raise errors.FailedPrecondition(
+        f"container {rec.id}: its init exited before it could be started"
+    )
