@@ -49,6 +49,12 @@ def digest_bytes(data: bytes, algorithm: str = "sha256") -> str:
     return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
 
 
+class Readable(Protocol):
+    """Anything with ``read(n)`` (a file, a decompressor, a tar member)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 class ContentStore(Protocol):
     """What the image store needs of a content store."""
 
@@ -58,7 +64,7 @@ class ContentStore(Protocol):
     def read_bytes(self, digest: str, max_size: int) -> bytes: ...
     def write_stream(
         self,
-        reader: BinaryIO,
+        reader: Readable,
         expected_digest: str | None = None,
         expected_size: int | None = None,
         *,
@@ -114,7 +120,7 @@ class LocalContentStore:
 
     def write_stream(
         self,
-        reader: BinaryIO,
+        reader: Readable,
         expected_digest: str | None = None,
         expected_size: int | None = None,
         *,

@@ -207,7 +207,7 @@ class _HashingReader(io.RawIOBase):
             pass
 
 
-class _BoundedTarInfo(tarfile.TarInfo):
+class BoundedTarInfo(tarfile.TarInfo):
     """Refuses extended headers that would make tarfile buffer a huge block."""
 
     def _proc_member(self, tar: tarfile.TarFile) -> tarfile.TarInfo:
@@ -231,7 +231,7 @@ def iter_members(
         with tarfile.open(
             fileobj=reader,
             mode="r|",
-            tarinfo=_BoundedTarInfo,
+            tarinfo=BoundedTarInfo,
             encoding="utf-8",
             errors="surrogateescape",
         ) as tar:
