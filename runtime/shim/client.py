@@ -46,12 +46,19 @@ class ShimClient:
         self.socket_path = socket_path
         self.timeout = timeout
 
-    def call(self, op: str, *, timeout: float | None = -1.0, **params: object) -> dict[str, object]:
+    def call(
+        self,
+        op: str,
+        params: dict[str, object] | None = None,
+        *,
+        reply_timeout: float | None = -1.0,
+    ) -> dict[str, object]:
         """Send one request, return its result; raise its error category.
 
-        ``timeout``: seconds to wait for the reply (None: forever; negative: the client's).
+        ``reply_timeout``: seconds to wait for the reply (None: forever; negative:
+        the client's default).
         """
-        wait = self.timeout if timeout is not None and timeout < 0 else timeout
+        wait = self.timeout if reply_timeout is not None and reply_timeout < 0 else reply_timeout
         try:
             sock = connect(self.socket_path, wait)
         except (FileNotFoundError, ConnectionRefusedError) as exc:
@@ -63,7 +70,7 @@ class ShimClient:
             raise errors.Unavailable(f"shim socket {self.socket_path}: {exc}") from None
         with sock:
             try:
-                sock.sendall(protocol.encode({"op": op, **params}))
+                sock.sendall(protocol.encode({"op": op, **(params or {})}))
                 reply = self._read_reply(sock)
             except TimeoutError:
                 raise errors.Unavailable(
@@ -120,10 +127,10 @@ class ShimClient:
         if timeout is not None:
             params["timeout"] = timeout
         sock_timeout = None if timeout is None else timeout + self.timeout
-        return self.call("wait", timeout=sock_timeout, **params)
+        return self.call("wait", params, reply_timeout=sock_timeout)
 
     def kill(self, signal: int | str, all: bool = False) -> dict[str, object]:
-        return self.call("kill", signal=signal, all=all)
+        return self.call("kill", {"signal": signal, "all": all})
 
     def stop(
         self, signal: int | str | None = None, timeout: float | None = None
@@ -137,7 +144,7 @@ class ShimClient:
         # without a timeout the shim uses its own (--stop-timeout) and then SIGKILLs:
         # a reply is certain, so block for it
         sock_timeout = None if timeout is None else timeout + self.timeout
-        return self.call("stop", timeout=sock_timeout, **params)
+        return self.call("stop", params, reply_timeout=sock_timeout)
 
     def shutdown(self) -> dict[str, object]:
         return self.call("shutdown")

@@ -215,6 +215,18 @@ def _detach() -> None:
 
     os.setsid()
     linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
+    # Signals the launcher ignored (nohup, a shell's background job) would be
+    # ignored in every container too: back to default, except the two Python
+    # ignores for its own sake (the runtime drivers reset those in the child).
+    keep = {signal.SIGKILL, signal.SIGSTOP, signal.SIGPIPE, signal.SIGXFSZ}
+    for sig in signal.valid_signals():
+        if sig in keep:
+            continue
+        try:
+            if signal.getsignal(sig) == signal.SIG_IGN:
+                signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)

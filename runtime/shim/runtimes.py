@@ -7,11 +7,14 @@ Two drivers with the same five verbs (create, start, kill, delete, state):
   this mode, so a shim for an external runtime does not pay for it.
 - :class:`ExternalRuntime` runs a runc-compatible binary the way containerd's
   shim does: ``<binary> --root R --log runtime.log --log-format json <verb> …``.
-  It is started with ``os.posix_spawn`` (no ``subprocess``: that module would
-  cost the shim ~8 ms of imports and a thread lock) and waited for by pid, so
-  the shim's own reaping of orphans never steals its status. Signals the shim
-  ignores or that Python ignores (SIGPIPE, SIGXFSZ) are reset to their defaults,
-  or the container's init would inherit them ignored. Error text is the
+  It is started with ``fork`` + ``execve`` from the single-threaded shim (not
+  ``subprocess``: that module costs the shim ~8 ms of imports and a thread
+  lock; not ``os.posix_spawn``: glibc 2.36's leaves the internal signals 32 and
+  33 ignored in the child, and the container would inherit that) and waited
+  for by pid, so the shim's own reaping of orphans never steals its status.
+  Between fork and exec every signal Python or the shim set up is put back to
+  its default (SIGPIPE and SIGXFSZ are ignored by Python), or the container's
+  init would inherit them ignored. Error text is the
   runtime's own, read back from its ``--log`` file (runc and crun write their
   final error there as ``{"level": "error", "msg": …}``); since the exit code of
   runc is 1 for everything, a failed verb is :class:`runtime.errors.Terminal`
@@ -24,6 +27,7 @@ container of a lost shim with them). Stdlib only.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import signal
@@ -34,7 +38,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-#: Reset to SIG_DFL in the runtime's process (and so in the container).
+#: Put back to SIG_DFL in the runtime's process (and so in the container).
 _RESET_SIGNALS = (
     signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGHUP, signal.SIGTERM,
     signal.SIGQUIT, signal.SIGCHLD, signal.SIGUSR1, signal.SIGUSR2,
@@ -140,18 +144,7 @@ class ExternalRuntime(OciRuntime):
             if stdio is None:
                 out_r, out_w = os.pipe2(os.O_CLOEXEC)
                 stdio = (null, out_w, null)
-            actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(stdio)]
-            try:
-                pid = os.posix_spawn(
-                    self.binary, self._argv(verb, *args), os.environ,
-                    file_actions=actions, setsigdef=_RESET_SIGNALS, setsigmask=(),
-                )  # fmt: skip
-            except FileNotFoundError:
-                raise errors.Unavailable(
-                    f"oci runtime {self.binary} not found: install it or choose another runtime"
-                ) from None
-            except OSError as exc:
-                raise errors.Unavailable(f"oci runtime {self.binary}: {exc.strerror}") from None
+            pid = _spawn(self.binary, self._argv(verb, *args), stdio)
             output = b""
             if out_w >= 0:
                 os.close(out_w)
@@ -206,6 +199,43 @@ class ExternalRuntime(OciRuntime):
         if not isinstance(value, dict):
             raise errors.Terminal(f"{self.name} state {self.container_id}: not a JSON object")
         return value
+
+
+def _spawn(binary: str, argv: list[str], stdio: tuple[int, int, int]) -> int:
+    """fork + execve with ``stdio`` as fds 0-2 and default signal dispositions.
+
+    An exec failure is reported through a close-on-exec pipe, as ``subprocess``
+    does, and raised here as :class:`runtime.errors.Unavailable`.
+    """
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    env = dict(os.environ)
+    pid = os.fork()
+    if pid == 0:  # the child: no Python-level work beyond this, no logging
+        try:
+            os.close(err_r)
+            for target, fd in enumerate(stdio):
+                os.dup2(fd, target)  # dup2 clears FD_CLOEXEC on the target
+            for sig in _RESET_SIGNALS:
+                signal.signal(sig, signal.SIG_DFL)
+            os.execve(binary, argv, env)
+        except OSError as exc:
+            os.write(err_w, f"{exc.errno}:{exc.strerror}".encode())
+        finally:
+            os._exit(127)
+    os.close(err_w)
+    try:
+        report = os.read(err_r, 4096)
+    finally:
+        os.close(err_r)
+    if report:
+        os.waitpid(pid, 0)
+        code, _, text = report.decode(errors="replace").partition(":")
+        if code == str(errno.ENOENT):
+            raise errors.Unavailable(
+                f"oci runtime {binary} not found: install it or choose another runtime"
+            )
+        raise errors.Unavailable(f"oci runtime {binary} cannot be run: {text.lower()}")
+    return pid
 
 
 def make(binary: str | None, root: str, container_id: str, bundle: str) -> OciRuntime:

@@ -114,8 +114,12 @@ class Server:
             except FileNotFoundError:
                 pass
         self._finish_timer = self.loop.call_later(FINISH_TIMEOUT, self._finished)
+        # next round: the request being served now (shutdown, stop) is answered first
+        self.loop.call_later(0, self._close_idle)
+
+    def _close_idle(self) -> None:
         for conn in list(self._conns):
-            if not conn.wbuf:
+            if not conn.wbuf and not conn.pending:
                 self._close(conn)
         self._maybe_finished()
 

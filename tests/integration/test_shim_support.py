@@ -75,6 +75,12 @@ def ppid_of(pid: int) -> int:
         return int(f.read().rsplit(")", 1)[1].split()[1])
 
 
+def shim_events(c: Container) -> list[dict[str, Any]]:
+    """The shim's own event log (``shim.log``)."""
+    with open(c.bundle / statedir.SHIM_LOG) as f:
+        return [json.loads(line) for line in f]
+
+
 class Container:
     def __init__(self, env: ShimEnv, cid: str, bundle: Path, log_path: Path) -> None:
         self.env = env
@@ -181,7 +187,7 @@ class ShimEnv:
                     c.client(timeout=5).stop(signal="SIGKILL", timeout=1)
                 except errors.RuntimeError_:
                     os.kill(shim_pid, signal.SIGKILL)
-                wait_until(lambda: not restore.shim_alive(str(c.bundle)), 10, "the shim to go")
+                wait_until(lambda b=str(c.bundle): not restore.shim_alive(b), 10, "the shim to go")
             c.runtime_delete()
         for d in leaks.cgroup_dirs(self.roots.cgroup_parent):
             for sub, dirs, _ in sorted(os.walk(d, topdown=False), reverse=True):
