@@ -140,7 +140,6 @@ class ImageStore:
         annotations: Mapping[str, str] | None = None,
     ) -> ImageRecord:
         """Import a root filesystem tarball (plain, gzip, bzip2, xz or zstd)."""
-        name = references.normalize_reference(reference) if reference else None
         with self._locked(exclusive=False):
             with errors.map_os_errors(f"read {path}"), open(path, "rb") as raw:
                 layer, size = self._content.write_stream(
@@ -149,10 +148,9 @@ class ImageStore:
             with self._content.open(layer) as f:
                 summary = unpack.scan(f, limits=self._limits, what=f"rootfs tarball {path}")
             built = oci_layout.rootfs_image(layer, size, summary.newest_mtime)
-            config, _ = self._content.write_bytes(built.config)
+            self._content.write_bytes(built.config)
             manifest, _ = self._content.write_bytes(built.manifest)
-            self._unpack_layers([(layer, layer)])
-            return self._record(config, manifest, built.config, size, name, annotations)
+            return self.import_from_content(manifest, reference, annotations=annotations)
 
     def import_oci_layout(
         self,
@@ -174,15 +172,45 @@ class ImageStore:
                 with reader.open_blob(desc) as blob:
                     self._content.write_stream(blob, desc.digest, desc.size)
             self._content.write_bytes(picked.manifest_bytes, picked.manifest.digest)
-            self._unpack_layers(list(zip(picked.layer_digests, picked.diff_ids, strict=True)))
             name = reference or picked.name
+            return self.import_from_content(picked.manifest.digest, name, annotations=annotations)
+
+    @contextlib.contextmanager
+    def importing(self) -> Iterator[None]:
+        """Hold this while writing the blobs of an image not recorded yet (a
+        registry pull), then call ``import_from_content`` inside it: garbage
+        collection waits, so it cannot delete those blobs meanwhile."""
+        with self._locked(exclusive=False):
+            yield
+
+    def import_from_content(
+        self,
+        manifest_digest: str,
+        reference: str | None = None,
+        *,
+        annotations: Mapping[str, str] | None = None,
+    ) -> ImageRecord:
+        """Unpack and record an image whose manifest, config and layer blobs are
+        in the content store already (written there verified by digest)."""
+        name = references.normalize_reference(reference) if reference else None
+        what = f"image manifest {manifest_digest}"
+        with self._locked(exclusive=False):
+            manifest_bytes = self._content.read_bytes(manifest_digest, oci_layout.MAX_JSON)
+            manifest = oci_layout.parse_manifest(manifest_bytes, manifest_digest)
+            oci_layout.check_media_types(manifest, what)
+            config_bytes = self._content.read_bytes(manifest.config.digest, oci_layout.MAX_JSON)
+            oci_layout.verify(
+                config_bytes, manifest.config, f"image config {manifest.config.digest}"
+            )
+            diff_ids = oci_layout.checked_diff_ids(manifest, config_bytes, what)
+            for layer in manifest.layers:
+                if self._content.size(layer.digest) != layer.size:
+                    raise errors.InvalidSpec(f"{what}: layer {layer.digest} has the wrong size")
+            layers = [d.digest for d in manifest.layers]
+            self._unpack_layers(list(zip(layers, diff_ids, strict=True)))
+            size = sum(d.size for d in manifest.layers)
             return self._record(
-                picked.config.digest,
-                picked.manifest.digest,
-                picked.config_bytes,
-                sum(d.size for d in picked.layers),
-                references.normalize_reference(name) if name else None,
-                annotations,
+                manifest.config.digest, manifest_digest, config_bytes, size, name, annotations
             )
 
     def _unpack_layers(self, layers: list[tuple[str, str]]) -> str | None:

@@ -219,14 +219,31 @@ def unmount(target: str) -> None:
     raise errors.FailedPrecondition(f"unmount {target}: still mounted after {MAX_STACKED} tries")
 
 
+def _unescape(field: str) -> str:
+    for escape, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+        field = field.replace(escape, char)
+    return field
+
+
+def _mountinfo() -> list[list[str]]:
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+        return [line.split() for line in f]
+
+
 def is_mounted(target: str) -> bool:
     """Whether ``target`` is a mount point in this mount namespace."""
     real = os.path.realpath(target)
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
-        for line in f:
-            point = line.split()[4]
-            for escape, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
-                point = point.replace(escape, char)
-            if point == real:
-                return True
-    return False
+    return any(_unescape(fields[4]) == real for fields in _mountinfo())
+
+
+def overlay_upper_dirs() -> set[str]:
+    """The upper directories of the overlay mounts in this mount namespace."""
+    found = set()
+    for fields in _mountinfo():
+        sep = fields.index("-")
+        if fields[sep + 1] != "overlay":
+            continue
+        for option in fields[sep + 3].split(","):
+            if option.startswith("upperdir="):
+                found.add(_unescape(option[len("upperdir=") :]))
+    return found

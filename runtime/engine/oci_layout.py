@@ -162,6 +162,27 @@ def parse_manifest(
     return Manifest(kind, config, tuple(parse_descriptor(d, what) for d in layers))
 
 
+def check_media_types(manifest: Manifest, what: str) -> None:
+    """Refuse a config or layer this engine cannot use (Windows foreign layers…)."""
+    if manifest.config.media_type not in (CONFIG_OCI, CONFIG_DOCKER):
+        raise _invalid(what, f"config has unsupported mediaType {manifest.config.media_type!r}")
+    for layer in manifest.layers:
+        if layer.media_type not in LAYER_TYPES:
+            raise _invalid(
+                what, f"layer {layer.digest} has unsupported mediaType {layer.media_type!r}"
+            )
+
+
+def checked_diff_ids(manifest: Manifest, config_bytes: bytes, what: str) -> tuple[str, ...]:
+    """The config's diff_ids, one per manifest layer."""
+    diff_ids = tuple(parse_config(config_bytes, manifest.config.digest)["rootfs"]["diff_ids"])
+    if len(diff_ids) != len(manifest.layers):
+        raise _invalid(
+            what, f"{len(manifest.layers)} layers but {len(diff_ids)} diff_ids in the config"
+        )
+    return diff_ids
+
+
 def _clean_path(value: Any, what: str) -> None:
     if not isinstance(value, str) or not value.startswith("/") or ".." in value.split("/"):
         raise _invalid(what, f"path {value!r} must be absolute and must not contain '..'")
@@ -412,22 +433,11 @@ class LayoutReader:
         what = f"{where} manifest {entry.digest}"
         manifest_bytes = self.read_verified(entry, what)
         manifest = parse_manifest(manifest_bytes, entry.digest, entry.media_type)
-        if manifest.config.media_type not in (CONFIG_OCI, CONFIG_DOCKER):
-            raise _invalid(what, f"config has unsupported mediaType {manifest.config.media_type!r}")
-        for layer in manifest.layers:
-            if layer.media_type not in LAYER_TYPES:
-                raise _invalid(
-                    what, f"layer {layer.digest} has unsupported mediaType {layer.media_type!r}"
-                )
+        check_media_types(manifest, what)
         config_bytes = self.read_verified(
             manifest.config, f"{where} config {manifest.config.digest}"
         )
-        config = parse_config(config_bytes, manifest.config.digest)
-        diff_ids = tuple(config["rootfs"]["diff_ids"])
-        if len(diff_ids) != len(manifest.layers):
-            raise _invalid(
-                what, f"{len(manifest.layers)} layers but {len(diff_ids)} diff_ids in the config"
-            )
+        diff_ids = checked_diff_ids(manifest, config_bytes, what)
         return Picked(
             entry, manifest_bytes, manifest.config, config_bytes, manifest.layers, diff_ids, name
         )

@@ -257,7 +257,8 @@ class OverlaySnapshotter:
         self._store.commit_snapshot(key, name, size)
 
     def remove(self, key: str) -> None:
-        """Remove a snapshot that has no children (unmount it first)."""
+        """Remove a snapshot that has no children and is not mounted as an
+        overlay upper directory in this mount namespace."""
         with self._store.transaction(f"remove snapshot {key}"):
             row = self._store.get_snapshot(key)
             children = self._store.snapshot_children(key)
@@ -265,6 +266,11 @@ class OverlaySnapshotter:
                 raise errors.FailedPrecondition(
                     f"snapshot {key} has {len(children)} child snapshot(s) "
                     f"({children[0].key}…): remove them first"
+                )
+            upper = os.path.join(self._dir(row.dir_id), "fs")
+            if row.kind == "active" and upper in mounts.overlay_upper_dirs():
+                raise errors.FailedPrecondition(
+                    f"snapshot {key} is mounted (overlay upperdir {upper}): unmount it first"
                 )
             self._store.delete_snapshot(key)
             trash = self._dir(f"rm-{row.dir_id}")

@@ -181,6 +181,16 @@ def test_overlay_specifics(roots: Roots) -> None:
     assert got[0].type == "overlay" and "index=off" in got[0].options
     assert mounts.writable_dir(got) == sn.fs_dir("b")
     assert mounts.lower_dirs(got) == [sn.fs_dir("base")]
+    target = roots.base / "mounted"
+    target.mkdir()
+    mounts.mount_all(got, str(target))
+    try:
+        assert sn.fs_dir("b") in mounts.overlay_upper_dirs()
+        with pytest.raises(errors.FailedPrecondition, match="unmount it first"):
+            sn.remove("b")
+    finally:
+        mounts.unmount(str(target))
+    sn.remove("b")
     for name in os.listdir(sn.root):
         assert stat.S_IMODE(os.stat(os.path.join(sn.root, name)).st_mode) == 0o700
     os.mkdir(os.path.join(sn.root, "deadbeef"))
@@ -189,7 +199,7 @@ def test_overlay_specifics(roots: Roots) -> None:
     assert sorted(sn.cleanup()) == ["rm-cafe", "rm-deadbeef"]
     assert "new-inflight" in os.listdir(sn.root)
     sn.cleanup(min_age=0)
-    assert len(os.listdir(sn.root)) == 2
+    assert len(os.listdir(sn.root)) == 1
     with pytest.raises(errors.InvalidSpec):
         snapshots.OverlaySnapshotter(str(roots.root / "bad,dir"), store)
     assert snapshots.chain_ids(["sha256:a", "sha256:b"])[0] == "sha256:a"

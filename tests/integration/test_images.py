@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import io
 import json
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -108,6 +109,35 @@ def test_busybox_import_run_and_remove(engine: Engine, busybox_tar: Path) -> Non
     assert engine.content.list() == []
     assert engine.snapshot_dirs() == []
     assert engine.store.list_snapshots() == []
+
+
+def _import_in_process(root: str, run_root: str, tarball: str, name: str) -> None:
+    paths = layout.Layout(root=root, run_root=run_root)
+    store = metadata.MetadataStore(paths.db_path)
+    blobs = content.LocalContentStore(paths.content_dir)
+    snapshotter = snapshots.OverlaySnapshotter(paths.snapshots_dir, store)
+    images.ImageStore(paths, store, blobs, snapshotter).import_rootfs_tar(tarball, name)
+    store.close()
+
+
+def test_concurrent_imports_from_several_processes(engine: Engine, busybox_tar: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    args = (engine.layout.root, engine.layout.run_root, str(busybox_tar))
+    procs = [ctx.Process(target=_import_in_process, args=(*args, f"bb:{i}")) for i in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    (img,) = engine.images.list()
+    assert img.references == (
+        "docker.io/library/bb:0",
+        "docker.io/library/bb:1",
+        "docker.io/library/bb:2",
+    )
+    assert [s.key for s in engine.snapshotter.list()] == list(img.diff_ids)
+    assert len(engine.snapshot_dirs()) == 1  # the losers of the commit race removed their copy
+    assert len(engine.content.list()) == 3
 
 
 def test_remove_respects_containers(engine: Engine, busybox_tar: Path) -> None:
