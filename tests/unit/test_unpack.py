@@ -444,3 +444,62 @@ def test_zstd_layers(tmp_path: Path) -> None:
     )
     assert result.diff_id == "sha256:" + hashlib.sha256(raw).hexdigest()
     assert (tmp_path / "r/z").read_bytes() == b"zstd"
+
+
+def test_pax_and_gnu_long_names_are_cleaned_the_same(tree: tuple[Path, Path]) -> None:
+    root, victim = tree
+    with pytest.raises(errors.InvalidSpec):
+        run(root, make_tar(entry("innocent", data=b"x", pax={"path": "../victim/evil"})))
+    long_evil = "../" + "a/../" * 40 + "victim/evil"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        ti, _ = entry(long_evil)
+        tar.addfile(ti)
+    with pytest.raises(errors.InvalidSpec):
+        run(root, buf.getvalue())
+    victim_intact(victim)
+    long_ok = "/".join(["d" * 50] * 5) + "/file"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        ti, _ = entry(long_ok)
+        tar.addfile(ti)
+    run(root, buf.getvalue())
+    assert (root / long_ok).exists()
+
+
+@pytest.mark.parametrize(
+    "name", ["a\x00b", "x/" * 2100 + "f", "n" * 300], ids=["nul", "path-max", "name-max"]
+)
+def test_impossible_names_are_refused(tree: tuple[Path, Path], name: str) -> None:
+    root, _ = tree
+    with pytest.raises(errors.InvalidSpec):
+        run(root, make_tar(entry("placeholder", data=b"", pax={"path": name})))
+
+
+def test_global_pax_header_is_tolerated(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with tarfile.open(
+        fileobj=buf, mode="w", format=tarfile.PAX_FORMAT, pax_headers={"comment": "global"}
+    ) as tar:
+        ti, data = entry("f", data=b"1")
+        tar.addfile(ti, io.BytesIO(data))
+    (tmp_path / "r").mkdir()
+    unpack.unpack(io.BytesIO(buf.getvalue()), str(tmp_path / "r"))
+    assert (tmp_path / "r/f").read_bytes() == b"1"
+
+
+def empty_entries(count: int) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for i in range(count):
+            ti, _ = entry(f"d{i % 100}/f{i}") if i >= 100 else entry(f"d{i}", "dir")
+            tar.addfile(ti)
+    return buf.getvalue()
+
+
+def test_many_empty_entries(tmp_path: Path) -> None:
+    """100k entries stream through without tarfile keeping them in memory."""
+    assert unpack.scan(io.BytesIO(empty_entries(100_000))).entries == 100_000
+    (tmp_path / "r").mkdir()
+    assert unpack.unpack(io.BytesIO(empty_entries(20_000)), str(tmp_path / "r")).entries == 20_000
+    assert len(os.listdir(tmp_path / "r/d7")) == 199
