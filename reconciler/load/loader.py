@@ -77,7 +77,8 @@ def load_stack(
             if obj is not None and not group:
                 objects.append(obj)
                 if obj.manifest.metadata.stack is not None:
-                    declared.append((obj.manifest.metadata.stack, obj.location))
+                    where = document.positions.value(("metadata", "stack"))
+                    declared.append((obj.manifest.metadata.stack, where))
             found.extend(group)
     found.extend(crossref.check_references(entries))
     name, errors = stackname.choose_stack(stack, declared, paths)
