@@ -43,7 +43,16 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from runtime import client, errors
-from runtime.engine import content, layout, metadata, mounts, oci_layout, snapshots, unpack
+from runtime.engine import (
+    content,
+    layout,
+    metadata,
+    mounts,
+    oci_layout,
+    snapshots,
+    tarstream,
+    unpack,
+)
 from schemas import reference as references
 
 _HEX_PREFIX = re.compile(r"^[a-f0-9]{4,64}$")
@@ -110,13 +119,13 @@ class ImageStore:
         blobs: content.LocalContentStore,
         snapshotter: snapshots.Snapshotter,
         *,
-        limits: unpack.Limits | None = None,
+        limits: tarstream.Limits | None = None,
     ) -> None:
         self._layout = paths
         self._store = store
         self._content = blobs
         self._snapshotter = snapshotter
-        self._limits = limits or unpack.Limits()
+        self._limits = limits or tarstream.Limits()
 
     @contextlib.contextmanager
     def _locked(self, exclusive: bool) -> Iterator[None]:
@@ -143,10 +152,10 @@ class ImageStore:
         with self._locked(exclusive=False):
             with errors.map_os_errors(f"read {path}"), open(path, "rb") as raw:
                 layer, size = self._content.write_stream(
-                    unpack.open_decompressed(raw), max_size=self._limits.max_bytes
+                    tarstream.open_decompressed(raw), max_size=self._limits.max_bytes
                 )
             with self._content.open(layer) as f:
-                summary = unpack.scan(f, limits=self._limits, what=f"rootfs tarball {path}")
+                summary = tarstream.scan(f, limits=self._limits, what=f"rootfs tarball {path}")
             built = oci_layout.rootfs_image(layer, size, summary.newest_mtime)
             self._content.write_bytes(built.config)
             manifest, _ = self._content.write_bytes(built.manifest)
@@ -388,6 +397,12 @@ class ImageStore:
                         f"image {image_id} is used by container {users[0].name}: remove it first"
                     )
                 self._store.delete_image(image_id)
+            self._collect()
+
+    def collect(self) -> None:
+        """Delete blobs and layer snapshots no image needs: what a failed import
+        leaves behind (verified blobs of an image that was refused)."""
+        with self._locked(exclusive=True):
             self._collect()
 
     def _collect(self) -> None:

@@ -53,7 +53,6 @@ import json
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -613,8 +612,3 @@ class MetadataStore:
 
     def delete_network(self, network_id: str) -> None:
         self._delete(NetworkRow, "id", network_id, f"network {network_id}")
-
-
-def now() -> float:
-    """The timestamp rows carry (seconds since the epoch)."""
-    return time.time()

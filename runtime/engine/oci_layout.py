@@ -33,7 +33,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from runtime import errors
-from runtime.engine import content, unpack
+from runtime.engine import content, tarstream
 from schemas import reference as references
 
 MAX_JSON = 8 << 20
@@ -348,12 +348,12 @@ class LayoutReader:
             return
         with errors.map_os_errors(f"open OCI layout {path}"):
             try:
-                self._tar = tarfile.open(path, "r:*", tarinfo=unpack.BoundedTarInfo)  # noqa: SIM115
+                self._tar = tarfile.open(path, "r:*", tarinfo=tarstream.BoundedTarInfo)  # noqa: SIM115
                 for count, member in enumerate(iter(self._tar.next, None)):
                     if count >= MAX_LAYOUT_ENTRIES:
                         raise _invalid(path, f"more than {MAX_LAYOUT_ENTRIES} entries")
                     if member.isreg():
-                        self._members["/".join(unpack.clean_name(member.name))] = member
+                        self._members["/".join(tarstream.clean_name(member.name))] = member
             except tarfile.TarError as exc:
                 self.close()
                 raise _invalid(

@@ -2,16 +2,10 @@
 
 This is where a malicious layer is stopped. The rules:
 
-* **Parsing.** ``tarfile`` only parses (stream mode, ``TarFile.next()``); it
-  never extracts. Extended headers (PAX, GNU long names) are capped at
-  ``MAX_HEADER_BYTES`` before tarfile reads them into memory; sparse files and
-  unknown entry types are refused; the member list tarfile keeps in stream
-  mode is cleared as we go, so a layer of 100k empty entries costs no memory.
-* **Names.** ``\\0`` is refused; a leading ``/`` is dropped and the name is
-  cleaned lexically: an absolute name's ``..`` stops at the root
-  (``/../etc/x`` → ``etc/x``), a relative name that climbs out of the root
-  (``../x``, ``a/../../x``) is refused. A non-directory entry naming the root
-  itself (a symlink ``.`` or ``/``, CVE-2021-29136) is refused.
+* **Parsing and names** are ``tarstream``'s: bounded extended headers, no
+  member list kept, ``..`` refused or clamped at the root, NUL refused. A
+  non-directory entry naming the root itself (a symlink ``.`` or ``/``,
+  CVE-2021-29136) is refused here; so are sparse files and unknown entry types.
 * **Resolution.** Every operation happens relative to directory fds opened
   with ``O_PATH|O_NOFOLLOW|O_DIRECTORY``, one component at a time. The kernel
   never follows a symlink: when a *parent* component is a symlink made by the
@@ -40,58 +34,34 @@ This is where a malicious layer is stopped. The rules:
 * **Missing parents** are created; when lower layers (``parents``, top first)
   have that directory, its owner, mode and mtime are copied from the first,
   so a layer that omits ``usr/`` does not turn ``usr`` 0755-root in the upper.
-* **Limits**: the uncompressed stream (``Limits.max_bytes``) and the entry
-  count (``Limits.max_entries``) are capped while streaming (gzip bombs,
-  CVE-2017-14992).
-* **diff_id**: the sha256 of the whole uncompressed stream, read to EOF
-  including anything after the end-of-archive blocks; the caller compares it
-  with the image config's ``rootfs.diff_ids``.
+* **Limits** and the **diff_id** (sha256 of the whole uncompressed stream,
+  read to EOF) come from ``tarstream``; the caller compares the diff_id with
+  the image config's ``rootfs.diff_ids``.
 
 Device nodes and whiteouts need ``CAP_MKNOD``: the engine unpacks as root into
 ``snapshots/<id>/fs`` below 0700 directories, so a setuid file or a device in
 a layer is never reachable by other host users (CVE-2021-41091).
-Decompression happens in-process (gzip, bzip2, xz from the stdlib; zstd with
-the optional ``zstandard`` module), never by running a helper (CVE-2014-9357).
 """
 
 from __future__ import annotations
 
-import bz2
 import dataclasses
 import errno
-import gzip
-import hashlib
-import importlib
-import io
-import lzma
 import os
 import shutil
 import stat
 import tarfile
-import zlib
-from collections.abc import Iterator, Sequence
-from typing import Any, Protocol
+from collections.abc import Sequence
 
 from runtime import errors
+from runtime.engine import tarstream
 
 WHITEOUT_PREFIX = ".wh."
 WHITEOUT_META_PREFIX = ".wh..wh."
 WHITEOUT_OPAQUE = ".wh..wh..opq"
 OPAQUE_XATTR = "trusted.overlay.opaque"
-MAX_HEADER_BYTES = 1 << 20
 MAX_SYMLINK_HOPS = 40
-PATH_MAX = 4096
-NAME_MAX = 255
-CHUNK = 1 << 20
 _DIR_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC
-_ENTRY_TYPES = {
-    tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE,
-    tarfile.LNKTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE,
-}  # fmt: skip
-_HEADER_TYPES = {
-    tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME,
-    tarfile.GNUTYPE_LONGLINK,
-}  # fmt: skip
 _DROPPED_XATTRS = ("trusted.overlay.", "user.overlay.")
 # errnos that a layer's content provokes (a name too long, a file where a
 # directory is expected…): the layer is invalid, not the host.
@@ -99,183 +69,6 @@ _LAYER_ERRNOS = {
     errno.ELOOP, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.EEXIST,
     errno.EMLINK, errno.EXDEV, errno.EINVAL, errno.ENOENT, errno.ENOTEMPTY,
 }  # fmt: skip
-
-
-@dataclasses.dataclass(frozen=True)
-class Limits:
-    max_bytes: int = 64 << 30  # of the uncompressed tar stream
-    max_entries: int = 2_000_000
-
-
-@dataclasses.dataclass(frozen=True)
-class UnpackResult:
-    diff_id: str  # sha256 of the uncompressed stream, to EOF
-    size: int  # bytes of the uncompressed stream
-    entries: int
-    newest_mtime: float | None = None
-
-
-# -- the stream ----------------------------------------------------------------
-
-
-class Readable(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
-
-
-class _Prefixed(io.RawIOBase):
-    """A few bytes already read (the magic number), then the rest of ``inner``."""
-
-    def __init__(self, head: bytes, inner: Readable) -> None:
-        self._head, self._inner = head, inner
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if self._head:
-            n = min(len(buffer), len(self._head))
-            buffer[:n], self._head = self._head[:n], self._head[n:]
-            return n
-        data = self._inner.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-
-def open_decompressed(raw: Readable) -> Readable:
-    """``raw`` decompressed according to its magic number (or as is: plain tar)."""
-    head = b""
-    while len(head) < 6:
-        more = raw.read(6 - len(head))
-        if not more:
-            break
-        head += more
-    stream = io.BufferedReader(_Prefixed(head, raw), CHUNK)
-    if head.startswith(b"\x1f\x8b"):
-        return gzip.GzipFile(fileobj=stream, mode="rb")  # reads concatenated members
-    if head.startswith(b"\x28\xb5\x2f\xfd"):
-        try:
-            zstandard: Any = importlib.import_module("zstandard")
-        except ImportError:
-            raise errors.Unavailable(
-                "the layer is zstd-compressed and the python module 'zstandard' is not "
-                "installed: pip install zstandard"
-            ) from None
-        reader: Readable = zstandard.ZstdDecompressor().stream_reader(
-            stream, read_across_frames=True
-        )
-        return reader
-    if head.startswith(b"BZh"):
-        return bz2.BZ2File(stream)
-    if head.startswith(b"\xfd7zXZ\x00"):
-        return lzma.LZMAFile(stream)
-    return stream
-
-
-class _HashingReader(io.RawIOBase):
-    """Hashes and counts what the tar parser reads; enforces the byte cap."""
-
-    def __init__(self, inner: Readable, max_bytes: int, what: str) -> None:
-        self._inner, self._max, self._what = inner, max_bytes, what
-        self.hash = hashlib.sha256()
-        self.size = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        try:
-            data = self._inner.read(len(buffer))
-        except errors.RuntimeError_:
-            raise
-        except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError) as exc:
-            raise errors.InvalidSpec(f"{self._what}: corrupt compressed stream: {exc}") from exc
-        except Exception as exc:  # zstandard.ZstdError and other decoders' errors
-            raise errors.InvalidSpec(f"{self._what}: corrupt compressed stream: {exc}") from exc
-        self.size += len(data)
-        if self.size > self._max:
-            raise errors.InvalidSpec(
-                f"{self._what}: more than {self._max} bytes uncompressed: refusing it "
-                "(raise the unpack limit if the image is legitimate)"
-            )
-        self.hash.update(data)
-        buffer[: len(data)] = data
-        return len(data)
-
-    def drain(self) -> None:
-        """Read to EOF: the diff_id covers trailing data after the archive's end."""
-        while self.read(CHUNK):
-            pass
-
-
-class BoundedTarInfo(tarfile.TarInfo):
-    """Refuses extended headers that would make tarfile buffer a huge block."""
-
-    def _proc_member(self, tar: tarfile.TarFile) -> tarfile.TarInfo:
-        # A private hook of tarfile (stable since 3.2): the one place that sees an
-        # extended header's size before tarfile reads the whole block into memory.
-        if self.type in _HEADER_TYPES and self.size > MAX_HEADER_BYTES:
-            raise errors.InvalidSpec(
-                f"layer has an extended tar header of {self.size} bytes (limit {MAX_HEADER_BYTES})"
-            )
-        member: tarfile.TarInfo = super()._proc_member(tar)  # type: ignore[misc]
-        return member
-
-
-def iter_members(
-    stream: Readable, limits: Limits, what: str
-) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo, _HashingReader]]:
-    """Decompress, hash and parse ``stream``; yields each member (read its data before
-    the next one). When the loop ends the stream has been read to EOF."""
-    reader = _HashingReader(open_decompressed(stream), limits.max_bytes, what)
-    try:
-        with tarfile.open(
-            fileobj=reader,
-            mode="r|",
-            tarinfo=BoundedTarInfo,
-            encoding="utf-8",
-            errors="surrogateescape",
-        ) as tar:
-            count = 0
-            while True:
-                member = tar.next()
-                if member is None:
-                    break
-                tar.members.clear()  # type: ignore[attr-defined] # kept in stream mode otherwise
-                count += 1
-                if count > limits.max_entries:
-                    raise errors.InvalidSpec(
-                        f"{what}: more than {limits.max_entries} entries: refusing it"
-                    )
-                yield tar, member, reader
-        reader.drain()
-    except tarfile.TarError as exc:
-        raise errors.InvalidSpec(f"{what}: not a valid tar stream: {exc}") from exc
-
-
-# -- names ---------------------------------------------------------------------
-
-
-def clean_name(name: str, what: str = "entry") -> list[str]:
-    """The components of a tar name inside the root (see the module docstring)."""
-    if "\x00" in name:
-        raise errors.InvalidSpec(f"layer {what} {name!r} contains a NUL byte")
-    if len(os.fsencode(name)) >= PATH_MAX:
-        raise errors.InvalidSpec(f"layer {what} name is longer than {PATH_MAX} bytes")
-    absolute = name.startswith("/")
-    parts: list[str] = []
-    for part in name.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if parts:
-                parts.pop()
-            elif not absolute:
-                raise errors.InvalidSpec(f"layer {what} {name!r} climbs out of the root")
-            continue
-        if len(os.fsencode(part)) > NAME_MAX:
-            raise errors.InvalidSpec(f"layer {what} {name!r} has a component over {NAME_MAX} bytes")
-        parts.append(part)
-    return parts
 
 
 # -- applying entries -----------------------------------------------------------
@@ -434,13 +227,13 @@ class _Applier:
     # entries -------------------------------------------------------------------
 
     def apply(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
-        if member.type not in _ENTRY_TYPES:
+        if member.type not in tarstream.ENTRY_TYPES:
             raise errors.InvalidSpec(
                 f"{self.what}: entry {member.name!r} has unsupported type {member.type!r}"
             )
         if member.sparse is not None:
             raise errors.InvalidSpec(f"{self.what}: sparse file {member.name!r} is not supported")
-        parts = clean_name(member.name)
+        parts = tarstream.clean_name(member.name)
         if any(p.startswith(WHITEOUT_PREFIX) for p in parts[:-1]):
             raise errors.InvalidSpec(
                 f"{self.what}: entry {member.name!r} has a whiteout prefix on a directory"
@@ -492,9 +285,9 @@ class _Applier:
             with open(fd, "wb", closefd=True) as out:
                 data = tar.extractfile(m)
                 if data is not None:
-                    shutil.copyfileobj(data, out, CHUNK)
+                    shutil.copyfileobj(data, out, tarstream.CHUNK)
         elif m.issym():
-            if not m.linkname or len(os.fsencode(m.linkname)) >= PATH_MAX:
+            if not m.linkname or len(os.fsencode(m.linkname)) >= tarstream.PATH_MAX:
                 raise errors.InvalidSpec(f"{self.what}: symlink {m.name!r} has an invalid target")
             os.symlink(m.linkname, name, dir_fd=dir_fd)
         elif m.ischr() or m.isblk():
@@ -536,7 +329,7 @@ class _Applier:
                     raise
 
     def _hardlink(self, m: tarfile.TarInfo, dir_fd: int, canon: list[str], name: str) -> None:
-        target = clean_name(m.linkname, "hardlink target")
+        target = tarstream.clean_name(m.linkname, "hardlink target")
         if not target:
             raise errors.InvalidSpec(f"{self.what}: hardlink {m.name!r} points at the root")
         src_fd, src_canon = self.open_dir(target[:-1], create=False)
@@ -595,13 +388,13 @@ def _remove(dir_fd: int, name: str, st: os.stat_result) -> None:
 
 
 def unpack(
-    stream: Readable,
+    stream: tarstream.Readable,
     dest: str,
     *,
     parents: Sequence[str] = (),
-    limits: Limits = Limits(),
+    limits: tarstream.Limits | None = None,
     what: str | None = None,
-) -> UnpackResult:
+) -> tarstream.Summary:
     """Apply the layer ``stream`` (plain, gzip, zstd, bzip2 or xz tar) to ``dest``.
 
     ``dest`` is an existing directory, normally an empty snapshot; ``parents``
@@ -615,8 +408,9 @@ def unpack(
         applier = _Applier(dest, parents, what)
     entries = 0
     try:
-        reader: _HashingReader | None = None
-        for tar, member, reader in iter_members(stream, limits, what):  # noqa: B007
+        reader: tarstream.HashingReader | None = None
+        members = tarstream.iter_members(stream, limits or tarstream.Limits(), what)
+        for tar, member, reader in members:  # noqa: B007 - the last one is used below
             entries += 1
             try:
                 applier.apply(tar, member)
@@ -630,27 +424,12 @@ def unpack(
         applier.close()
     if reader is None:  # pragma: no cover - tarfile refuses an empty stream
         raise errors.InvalidSpec(f"{what}: the layer is empty")
-    return UnpackResult(
+    return tarstream.Summary(
         diff_id=f"sha256:{reader.hash.hexdigest()}",
         size=reader.size,
         entries=entries,
         newest_mtime=applier.newest_mtime,
     )
-
-
-def scan(stream: Readable, *, limits: Limits = Limits(), what: str = "layer") -> UnpackResult:
-    """The diff_id, size, entry count and newest mtime of a layer, writing nothing."""
-    entries, newest = 0, None
-    reader: _HashingReader | None = None
-    for _tar, member, reader in iter_members(stream, limits, what):  # noqa: B007
-        entries += 1
-        if member.type not in _ENTRY_TYPES:
-            raise errors.InvalidSpec(f"{what}: entry {member.name!r} has type {member.type!r}")
-        if newest is None or member.mtime > newest:
-            newest = float(member.mtime)
-    if reader is None:  # pragma: no cover - tarfile refuses an empty stream
-        raise errors.InvalidSpec(f"{what}: the layer is empty")
-    return UnpackResult(f"sha256:{reader.hash.hexdigest()}", reader.size, entries, newest)
 
 
 def _layer_error(what: str, exc: OSError) -> errors.RuntimeError_:

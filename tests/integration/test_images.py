@@ -360,6 +360,8 @@ def test_tampered_layouts_are_refused(engine: Engine, how: str) -> None:
     assert [s.key for s in engine.snapshotter.list() if s.kind != "committed"] == []
     assert not [d for d in engine.snapshot_dirs() if d.startswith(("new-", "rm-"))]
     assert os.listdir(os.path.join(engine.layout.content_dir, "ingest")) == []
+    engine.images.collect()  # verified blobs of the refused image, and its first layer
+    assert engine.content.list() == [] and engine.snapshot_dirs() == []
 
 
 def test_unknown_names_and_ambiguous_layouts(engine: Engine) -> None:

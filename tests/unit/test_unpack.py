@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from runtime import errors
-from runtime.engine import unpack
+from runtime.engine import tarstream, unpack
 
 pytestmark = pytest.mark.privileged
 
@@ -68,7 +68,7 @@ def tree(tmp_path: Path) -> tuple[Path, Path]:
     return root, victim
 
 
-def run(root: Path, raw: bytes, **kw: Any) -> unpack.UnpackResult:
+def run(root: Path, raw: bytes, **kw: Any) -> tarstream.Summary:
     return unpack.unpack(io.BytesIO(raw), str(root), **kw)
 
 
@@ -138,7 +138,7 @@ def test_gzip_and_concatenated_members_give_the_same_diff_id(tmp_path: Path) -> 
     result = unpack.unpack(io.BytesIO(compressed), str(tmp_path / "r"))
     assert result.diff_id == "sha256:" + hashlib.sha256(raw).hexdigest()
     assert (tmp_path / "r/a").read_bytes() == b"a" * 5000
-    scanned = unpack.scan(io.BytesIO(compressed))
+    scanned = tarstream.scan(io.BytesIO(compressed))
     assert (scanned.diff_id, scanned.entries) == (result.diff_id, 2)
 
 
@@ -381,7 +381,7 @@ def test_byte_cap_stops_a_gzip_bomb(tmp_path: Path) -> None:
     (tmp_path / "r").mkdir()
     with pytest.raises(errors.InvalidSpec, match="bytes uncompressed"):
         unpack.unpack(
-            io.BytesIO(bomb), str(tmp_path / "r"), limits=unpack.Limits(max_bytes=1 << 20)
+            io.BytesIO(bomb), str(tmp_path / "r"), limits=tarstream.Limits(max_bytes=1 << 20)
         )
 
 
@@ -389,7 +389,7 @@ def test_entry_cap(tmp_path: Path) -> None:
     raw = make_tar(*(entry(f"f{i}") for i in range(50)))
     (tmp_path / "r").mkdir()
     with pytest.raises(errors.InvalidSpec, match="entries"):
-        unpack.unpack(io.BytesIO(raw), str(tmp_path / "r"), limits=unpack.Limits(max_entries=10))
+        unpack.unpack(io.BytesIO(raw), str(tmp_path / "r"), limits=tarstream.Limits(max_entries=10))
 
 
 def test_huge_extended_header_is_refused(tmp_path: Path) -> None:
@@ -499,7 +499,7 @@ def empty_entries(count: int) -> bytes:
 
 def test_many_empty_entries(tmp_path: Path) -> None:
     """100k entries stream through without tarfile keeping them in memory."""
-    assert unpack.scan(io.BytesIO(empty_entries(100_000))).entries == 100_000
+    assert tarstream.scan(io.BytesIO(empty_entries(100_000))).entries == 100_000
     (tmp_path / "r").mkdir()
     assert unpack.unpack(io.BytesIO(empty_entries(20_000)), str(tmp_path / "r")).entries == 20_000
     assert len(os.listdir(tmp_path / "r/d7")) == 199

@@ -1,0 +1,242 @@
+"""Reading a layer's tar stream safely, without writing anything.
+
+* Decompression happens in-process, chosen by magic number: gzip
+  (concatenated members too), bzip2 and xz from the stdlib, zstd with the
+  optional ``zstandard`` module (else ``Unavailable`` saying what to install).
+  Never a helper process (CVE-2014-9357).
+* A ``HashingReader`` under the tar parser hashes and counts the *uncompressed*
+  stream, so the diff_id covers every byte, including whatever follows the
+  end-of-archive blocks (read to EOF), and the byte cap stops a gzip bomb
+  while it inflates (CVE-2017-14992).
+* ``tarfile`` only parses, in stream mode: ``BoundedTarInfo`` refuses extended
+  headers (PAX, GNU long names) over ``MAX_HEADER_BYTES`` before tarfile reads
+  them into memory, and the member list tarfile keeps in stream mode is cleared
+  as entries go by, so 100k empty entries cost no memory. The entry count is
+  capped too.
+* ``clean_name`` turns a tar name into components inside the root: ``\\0`` is
+  refused, a leading ``/`` is dropped, ``..`` of an absolute name stops at the
+  root (``/../etc/x`` → ``etc/x``), a relative name that climbs out (``../x``,
+  ``a/../../x``) is refused, over-long names are refused.
+"""
+
+from __future__ import annotations
+
+import bz2
+import dataclasses
+import gzip
+import hashlib
+import importlib
+import io
+import lzma
+import os
+import tarfile
+import zlib
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+from runtime import errors
+
+MAX_HEADER_BYTES = 1 << 20
+PATH_MAX = 4096
+NAME_MAX = 255
+CHUNK = 1 << 20
+ENTRY_TYPES = {
+    tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE,
+    tarfile.LNKTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE,
+}  # fmt: skip
+_HEADER_TYPES = {
+    tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME,
+    tarfile.GNUTYPE_LONGLINK,
+}  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    max_bytes: int = 64 << 30  # of the uncompressed tar stream
+    max_entries: int = 2_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Summary:
+    diff_id: str  # sha256 of the uncompressed stream, read to EOF
+    size: int  # bytes of the uncompressed stream
+    entries: int
+    newest_mtime: float | None = None
+
+
+# -- the stream ----------------------------------------------------------------
+
+
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class _Prefixed(io.RawIOBase):
+    """A few bytes already read (the magic number), then the rest of ``inner``."""
+
+    def __init__(self, head: bytes, inner: Readable) -> None:
+        self._head, self._inner = head, inner
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._head:
+            n = min(len(buffer), len(self._head))
+            buffer[:n], self._head = self._head[:n], self._head[n:]
+            return n
+        data = self._inner.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def open_decompressed(raw: Readable) -> Readable:
+    """``raw`` decompressed according to its magic number (or as is: plain tar)."""
+    head = b""
+    while len(head) < 6:
+        more = raw.read(6 - len(head))
+        if not more:
+            break
+        head += more
+    stream = io.BufferedReader(_Prefixed(head, raw), CHUNK)
+    if head.startswith(b"\x1f\x8b"):
+        return gzip.GzipFile(fileobj=stream, mode="rb")  # reads concatenated members
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        try:
+            zstandard: Any = importlib.import_module("zstandard")
+        except ImportError:
+            raise errors.Unavailable(
+                "the layer is zstd-compressed and the python module 'zstandard' is not "
+                "installed: pip install zstandard"
+            ) from None
+        reader: Readable = zstandard.ZstdDecompressor().stream_reader(
+            stream, read_across_frames=True
+        )
+        return reader
+    if head.startswith(b"BZh"):
+        return bz2.BZ2File(stream)
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return lzma.LZMAFile(stream)
+    return stream
+
+
+class HashingReader(io.RawIOBase):
+    """Hashes and counts what the tar parser reads; enforces the byte cap."""
+
+    def __init__(self, inner: Readable, max_bytes: int, what: str) -> None:
+        self._inner, self._max, self._what = inner, max_bytes, what
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            data = self._inner.read(len(buffer))
+        except errors.RuntimeError_:
+            raise
+        except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError) as exc:
+            raise errors.InvalidSpec(f"{self._what}: corrupt compressed stream: {exc}") from exc
+        except Exception as exc:  # zstandard.ZstdError and other decoders' errors
+            raise errors.InvalidSpec(f"{self._what}: corrupt compressed stream: {exc}") from exc
+        self.size += len(data)
+        if self.size > self._max:
+            raise errors.InvalidSpec(
+                f"{self._what}: more than {self._max} bytes uncompressed: refusing it "
+                "(raise the unpack limit if the image is legitimate)"
+            )
+        self.hash.update(data)
+        buffer[: len(data)] = data
+        return len(data)
+
+    def drain(self) -> None:
+        """Read to EOF: the diff_id covers trailing data after the archive's end."""
+        while self.read(CHUNK):
+            pass
+
+
+class BoundedTarInfo(tarfile.TarInfo):
+    """Refuses extended headers that would make tarfile buffer a huge block."""
+
+    def _proc_member(self, tar: tarfile.TarFile) -> tarfile.TarInfo:
+        # A private hook of tarfile (stable since 3.2): the one place that sees an
+        # extended header's size before tarfile reads the whole block into memory.
+        if self.type in _HEADER_TYPES and self.size > MAX_HEADER_BYTES:
+            raise errors.InvalidSpec(
+                f"layer has an extended tar header of {self.size} bytes (limit {MAX_HEADER_BYTES})"
+            )
+        member: tarfile.TarInfo = super()._proc_member(tar)  # type: ignore[misc]
+        return member
+
+
+def iter_members(
+    stream: Readable, limits: Limits, what: str
+) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo, HashingReader]]:
+    """Decompress, hash and parse ``stream``; yields each member (read its data before
+    the next one). When the loop ends the stream has been read to EOF."""
+    reader = HashingReader(open_decompressed(stream), limits.max_bytes, what)
+    try:
+        with tarfile.open(
+            fileobj=reader,
+            mode="r|",
+            tarinfo=BoundedTarInfo,
+            encoding="utf-8",
+            errors="surrogateescape",
+        ) as tar:
+            count = 0
+            while True:
+                member = tar.next()
+                if member is None:
+                    break
+                tar.members.clear()  # type: ignore[attr-defined] # kept in stream mode otherwise
+                count += 1
+                if count > limits.max_entries:
+                    raise errors.InvalidSpec(
+                        f"{what}: more than {limits.max_entries} entries: refusing it"
+                    )
+                yield tar, member, reader
+        reader.drain()
+    except tarfile.TarError as exc:
+        raise errors.InvalidSpec(f"{what}: not a valid tar stream: {exc}") from exc
+
+
+# -- names ---------------------------------------------------------------------
+
+
+def clean_name(name: str, what: str = "entry") -> list[str]:
+    """The components of a tar name inside the root (see the module docstring)."""
+    if "\x00" in name:
+        raise errors.InvalidSpec(f"layer {what} {name!r} contains a NUL byte")
+    if len(os.fsencode(name)) >= PATH_MAX:
+        raise errors.InvalidSpec(f"layer {what} name is longer than {PATH_MAX} bytes")
+    absolute = name.startswith("/")
+    parts: list[str] = []
+    for part in name.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if parts:
+                parts.pop()
+            elif not absolute:
+                raise errors.InvalidSpec(f"layer {what} {name!r} climbs out of the root")
+            continue
+        if len(os.fsencode(part)) > NAME_MAX:
+            raise errors.InvalidSpec(f"layer {what} {name!r} has a component over {NAME_MAX} bytes")
+        parts.append(part)
+    return parts
+
+
+def scan(stream: Readable, *, limits: Limits = Limits(), what: str = "layer") -> Summary:
+    """The diff_id, size, entry count and newest mtime of a layer, writing nothing."""
+    entries, newest = 0, None
+    reader: HashingReader | None = None
+    for _tar, member, reader in iter_members(stream, limits, what):  # noqa: B007
+        entries += 1
+        if member.type not in ENTRY_TYPES:
+            raise errors.InvalidSpec(f"{what}: entry {member.name!r} has type {member.type!r}")
+        if newest is None or member.mtime > newest:
+            newest = float(member.mtime)
+    if reader is None:  # pragma: no cover - tarfile refuses an empty stream
+        raise errors.InvalidSpec(f"{what}: the layer is empty")
+    return Summary(f"sha256:{reader.hash.hexdigest()}", reader.size, entries, newest)
