@@ -13,7 +13,9 @@ import gzip
 import hashlib
 import io
 import os
+import shutil
 import stat
+import subprocess
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -503,3 +505,42 @@ def test_many_empty_entries(tmp_path: Path) -> None:
     (tmp_path / "r").mkdir()
     assert unpack.unpack(io.BytesIO(empty_entries(20_000)), str(tmp_path / "r")).entries == 20_000
     assert len(os.listdir(tmp_path / "r/d7")) == 199
+
+
+def _tree(root: Path) -> dict[str, tuple[object, ...]]:
+    out: dict[str, tuple[object, ...]] = {}
+    for top, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(top, name)
+            st = os.lstat(path)
+            link = os.readlink(path) if stat.S_ISLNK(st.st_mode) else None
+            size = st.st_size if stat.S_ISREG(st.st_mode) else 0
+            mtime = None if link else int(st.st_mtime)
+            xattrs = sorted(os.listxattr(path, follow_symlinks=False))
+            out[os.path.relpath(path, root)] = (
+                st.st_mode,
+                st.st_uid,
+                st.st_gid,
+                size,
+                link,
+                mtime,
+                xattrs,
+            )
+    return out
+
+
+def test_same_tree_as_gnu_tar(tmp_path: Path) -> None:
+    """Differential: the host's /etc archived and extracted by GNU tar, and by us."""
+    if shutil.which("tar") is None:
+        pytest.skip("GNU tar is not installed")
+    archive, gnu, ours = tmp_path / "etc.tar", tmp_path / "gnu", tmp_path / "ours"
+    gnu.mkdir()
+    ours.mkdir()
+    subprocess.run(["tar", "--xattrs", "--numeric-owner", "-cf", archive, "-C", "/", "etc"],
+                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run(["tar", "--xattrs", "--xattrs-include=*", "--numeric-owner", "-xpf", archive,
+                    "-C", gnu], check=True, capture_output=True)  # fmt: skip
+    with open(archive, "rb") as f:
+        result = unpack.unpack(f, str(ours))
+    assert result.diff_id == "sha256:" + hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert _tree(ours) == _tree(gnu)
