@@ -141,6 +141,26 @@ class ImageStore:
 
     # -- imports -----------------------------------------------------------------
 
+    def import_image(
+        self,
+        path: str,
+        reference: str | None = None,
+        *,
+        annotations: Mapping[str, str] | None = None,
+    ) -> ImageRecord:
+        """Import ``path``, whatever it is: an OCI layout (directory or tar) or
+        a rootfs tarball. A ``docker save`` archive is refused with the command
+        that converts it."""
+        kind = oci_layout.archive_kind(path)
+        if kind == "oci-layout":
+            return self.import_oci_layout(path, reference, annotations=annotations)
+        if kind == "docker-archive":
+            raise errors.InvalidSpec(
+                f"{path} is a 'docker save' archive, which is not supported: convert it with "
+                f"'skopeo copy docker-archive:{path} oci-archive:OUT.tar' and import OUT.tar"
+            )
+        return self.import_rootfs_tar(path, reference, annotations=annotations)
+
     def import_rootfs_tar(
         self,
         path: str,

@@ -23,7 +23,6 @@ import base64
 import binascii
 import dataclasses
 import datetime
-import hashlib
 import json
 import os
 import platform as platform_module
@@ -473,5 +472,22 @@ class LayoutReader:
         raise errors.NotFound(f"{what}: no image for this host's platform {wanted}")
 
 
-def digest_of(raw: bytes) -> str:
-    return "sha256:" + hashlib.sha256(raw).hexdigest()
+def archive_kind(path: str, probe: int = 1000) -> str:
+    """``oci-layout`` (a layout directory or tar), ``docker-archive`` (``docker
+    save``) or ``rootfs`` (anything else): from the names of the first entries."""
+    if os.path.isdir(path):
+        return "oci-layout" if os.path.exists(os.path.join(path, "oci-layout")) else "rootfs"
+    try:
+        with errors.map_os_errors(f"read {path}"), tarfile.open(path, "r|*") as tar:
+            for count, member in enumerate(iter(tar.next, None)):
+                name = "/".join(tarstream.clean_name(member.name))
+                if name == "oci-layout":
+                    return "oci-layout"
+                if name == "manifest.json" and member.isreg():
+                    return "docker-archive"
+                if count >= probe:
+                    break
+                tar.members.clear()  # type: ignore[attr-defined]
+    except (tarfile.TarError, EOFError, OSError, errors.InvalidSpec):
+        pass  # not a tar tarfile can read (zstd…): the rootfs importer says what it is
+    return "rootfs"

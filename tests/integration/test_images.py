@@ -140,6 +140,24 @@ def test_concurrent_imports_from_several_processes(engine: Engine, busybox_tar: 
     assert len(engine.content.list()) == 3
 
 
+def test_import_image_detects_the_format(engine: Engine, busybox_tar: Path) -> None:
+    assert oci_layout.archive_kind(str(busybox_tar)) == "rootfs"
+    assert engine.images.import_image(str(busybox_tar), "bb").references == (
+        "docker.io/library/bb:latest",
+    )
+    docker_save = engine.base / "saved.tar"
+    with tarfile.open(docker_save, "w") as tar:
+        ti = tarfile.TarInfo("manifest.json")
+        ti.size = 2
+        tar.addfile(ti, io.BytesIO(b"[]"))
+    with pytest.raises(errors.InvalidSpec, match="skopeo copy docker-archive"):
+        engine.images.import_image(str(docker_save))
+    garbage = engine.base / "garbage"
+    garbage.write_bytes(b"\x28\xb5\x2f\xfd" + b"x" * 100)
+    with pytest.raises((errors.InvalidSpec, errors.Unavailable)):
+        engine.images.import_image(str(garbage))
+
+
 def test_remove_respects_containers(engine: Engine, busybox_tar: Path) -> None:
     img = engine.images.import_rootfs_tar(str(busybox_tar), "bb:1")
     engine.images.tag("bb:1", "bb:2")
