@@ -13,12 +13,9 @@ Design choices:
   (ruamel's C composer recurses in C and crashes the interpreter on deeply
   nested input; libyaml's scanner is quadratic in flow nesting: stopping at
   :data:`MAX_DEPTH` while reading events avoids both.)
-* **YAML 1.2 core schema**, resolved here from each plain scalar's text
-  (``no``/``yes``/``on`` are strings; ``0o17`` is octal, ``017`` is 17; no
-  timestamps), whatever parser backend is in use and whatever ``%YAML``
-  directive says. Quoted and block scalars are strings. Mapping keys are
-  always strings (their text): keys in manifests are field names, variable
-  names and label keys.
+* **YAML 1.2 core schema** for values (:mod:`.scalars`), whatever parser
+  backend is in use. Mapping keys are always strings (their text): keys in
+  manifests are field names, variable names and label keys.
 * **Aliases** are allowed (anchors for shared env maps, ``<<`` merge keys), and
   share the Python object instead of copying it; every alias costs the size of
   what it stands for against a node budget, so a "billion laughs" document is
@@ -29,8 +26,6 @@ Design choices:
 from __future__ import annotations
 
 import dataclasses
-import math
-import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -38,7 +33,7 @@ from ruamel.yaml import YAML, events
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.reader import ReaderError
 
-from reconciler.load import problems
+from reconciler.load import problems, scalars
 
 try:  # the C parser (optional, "ruamel.yaml[libyaml]"); the pure one is the fallback
     from ruamel.yaml import cyaml as _cyaml
@@ -72,26 +67,6 @@ HAVE_C_PARSER = _CLoader is not None
 USE_C_PARSER = True
 
 Path = tuple[str | int, ...]
-
-_STR = "tag:yaml.org,2002:str"
-_TAGS_SCALAR = {
-    _STR,
-    "tag:yaml.org,2002:int",
-    "tag:yaml.org,2002:float",
-    "tag:yaml.org,2002:bool",
-    "tag:yaml.org,2002:null",
-}
-_TAG_MAP = "tag:yaml.org,2002:map"
-_TAG_SEQ = "tag:yaml.org,2002:seq"
-
-_NULL = re.compile(r"^(~|null|Null|NULL|)$")
-_BOOL = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
-_INT10 = re.compile(r"^[-+]?[0-9]+$")
-_INT8 = re.compile(r"^0o[0-7]+$")
-_INT16 = re.compile(r"^0x[0-9a-fA-F]+$")
-_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
-_INF = re.compile(r"^[-+]?\.(inf|Inf|INF)$")
-_NAN = re.compile(r"^\.(nan|NaN|NAN)$")
 
 
 class Budget:
@@ -172,52 +147,6 @@ class _Frame:
 
 def _mark(event: Any) -> tuple[int, int]:
     return (event.start_mark.line + 1, event.start_mark.column + 1)
-
-
-def resolve_scalar(text: str, style: str | None, tag: str | None) -> Any:
-    """A scalar's value under the YAML 1.2 core schema (raises ``ValueError`` for a bad tag)."""
-    if tag in (None, "!"):
-        if style or tag == "!":
-            return text
-        if _NULL.match(text):
-            return None
-        if text in _BOOL:
-            return _BOOL[text]
-        if _INT10.match(text):
-            return int(text)
-        if _INT8.match(text):
-            return int(text[2:], 8)
-        if _INT16.match(text):
-            return int(text[2:], 16)
-        if _FLOAT.match(text):
-            return float(text)
-        if _INF.match(text):
-            return -math.inf if text.startswith("-") else math.inf
-        if _NAN.match(text):
-            return math.nan
-        return text
-    if tag == _STR:
-        return text
-    if tag not in _TAGS_SCALAR:
-        raise ValueError(
-            f"unsupported tag {_short_tag(tag)!r}: only !!str, !!int, !!float, !!bool and !!null"
-        )
-    value: Any = resolve_scalar(text, None, None)
-    short = tag.rsplit(":", 1)[-1]
-    numeric = isinstance(value, int | float) and not isinstance(value, bool)
-    if short == "float" and numeric:
-        return float(value)
-    if (
-        (short == "int" and numeric and isinstance(value, int))
-        or (short == "bool" and isinstance(value, bool))
-        or (short == "null" and value is None)
-    ):
-        return value
-    raise ValueError(f"{text!r} is not a valid {short}")
-
-
-def _short_tag(tag: str) -> str:
-    return "!!" + tag[len("tag:yaml.org,2002:") :] if tag.startswith("tag:yaml.org,2002:") else tag
 
 
 def _events(text: str, use_c: bool) -> Iterator[Any]:
@@ -364,7 +293,7 @@ class _Builder:
             self._key(event, mark)
             return
         try:
-            value = resolve_scalar(event.value, event.style or None, event.tag)
+            value = scalars.resolve_scalar(event.value, event.style or None, event.tag)
         except ValueError as exc:
             self._problem(mark, str(exc), path)
             value = event.value
@@ -416,9 +345,9 @@ class _Builder:
         if len(self._stack) >= MAX_DEPTH:
             self._abort(mark, f"the YAML nests deeper than {MAX_DEPTH} levels")
         is_map = isinstance(event, events.MappingStartEvent)
-        expected = _TAG_MAP if is_map else _TAG_SEQ
+        expected = scalars.TAG_MAP if is_map else scalars.TAG_SEQ
         if event.tag not in (None, "!", expected):
-            self._problem(mark, f"unsupported tag {_short_tag(event.tag)!r}", path)
+            self._problem(mark, f"unsupported tag {scalars.short_tag(event.tag)!r}", path)
         if is_key:
             self._problem(mark, "a mapping key must be a plain value, not a collection", path)
         self._spend(1, mark)
