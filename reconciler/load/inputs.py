@@ -10,6 +10,7 @@ eating the memory.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
 from collections.abc import Mapping, Sequence
@@ -158,7 +159,30 @@ def expand_home(path: str, environ: Mapping[str, str]) -> str:
 
 
 def file_digest(path: str) -> str:
-    """``sha256:<hex>`` of the file's content (raises ``OSError``)."""
+    """``sha256:<hex>`` of the file's content (raises ``OSError``).
+
+    Files of more than 1 MiB (image tarballs, big bind-mounted files) are
+    remembered per process by identity and change time (device, inode, size,
+    mtime, ctime), so that a watch loop reloading the stack every few seconds
+    does not re-read them. Smaller files (env and config files) are always read:
+    the kernel's file times are coarse (a few milliseconds), and two same-size
+    edits of a config file within one tick must not look alike.
+    """
+    st = os.stat(path)
+    if st.st_size <= _CACHE_ABOVE:
+        return _sha256(path)
+    return _sha256_cached(path, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+
+
+_CACHE_ABOVE = 2**20
+
+
+@functools.lru_cache(maxsize=256)
+def _sha256_cached(path: str, identity: tuple[int, ...]) -> str:
+    return _sha256(path)
+
+
+def _sha256(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as stream:
         for chunk in iter(lambda: stream.read(1 << 20), b""):

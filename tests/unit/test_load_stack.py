@@ -438,3 +438,22 @@ def test_paths_are_relative_to_each_manifest(tmp_path: pathlib.Path) -> None:
     container = loaded.get("Container", "c")
     assert container is not None and container.base_dir == str(tmp_path / "two")
     assert os.path.exists(container.manifest.spec.mounts[0].source or "")  # type: ignore[union-attr]
+
+
+def test_large_file_digests_are_remembered_until_the_file_changes(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reconciler.load import inputs
+
+    big = tmp_path / "image.tar"
+    big.write_bytes(b"a" * (2**20 + 1))
+    first = inputs.file_digest(str(big))
+    assert first == sha256(big)
+    reads: list[str] = []
+    real = inputs._sha256
+    monkeypatch.setattr(inputs, "_sha256", lambda path: reads.append(path) or real(path))
+    assert inputs.file_digest(str(big)) == first
+    assert reads == []
+    big.write_bytes(b"b" * (2**20 + 2))
+    assert inputs.file_digest(str(big)) == sha256(big) != first
+    assert reads == [str(big)]
