@@ -451,7 +451,12 @@ def test_large_file_digests_are_remembered_until_the_file_changes(
     assert first == sha256(big)
     reads: list[str] = []
     real = inputs._sha256
-    monkeypatch.setattr(inputs, "_sha256", lambda path: reads.append(path) or real(path))
+
+    def counting(path: str) -> str:
+        reads.append(path)
+        return real(path)
+
+    monkeypatch.setattr(inputs, "_sha256", counting)
     assert inputs.file_digest(str(big)) == first
     assert reads == []
     big.write_bytes(b"b" * (2**20 + 2))
