@@ -48,8 +48,14 @@ def load_stack(
 ) -> desired.DesiredStack:
     """Load, interpolate, validate and cross-check the manifests named by ``paths``.
 
-    Raises :class:`~reconciler.load.problems.LoadError` with every problem found.
+    ``paths`` are files, directories (their ``*.yaml``/``*.yml`` files, sorted) and
+    ``-`` (``stdin``, default ``sys.stdin``); a single string is taken as one path.
+    Interpolation variables come from ``environ`` (default ``os.environ``) over the
+    ``.env`` file beside the first path. Raises
+    :class:`~reconciler.load.problems.LoadError` with every problem found.
     """
+    if isinstance(paths, str):
+        paths = [paths]
     environ = os.environ if environ is None else environ
     found: list[problems.Problem] = []
     warnings: list[problems.Problem] = []

@@ -55,6 +55,10 @@ def test_the_good_directory(stack: load.DesiredStack) -> None:
     assert web.base_dir == str(GOOD)
 
 
+def test_a_single_string_is_one_path() -> None:
+    assert len(load.load_stack(str(GOOD / "10-infra.yaml"), environ=ENV).objects) == 6
+
+
 def test_images_and_their_files(stack: load.DesiredStack) -> None:
     busybox, app, layout = stack.of_kind("Image")
     assert isinstance(busybox.manifest, manifests.ImageManifest)
