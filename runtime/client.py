@@ -316,7 +316,7 @@ def open_local(
     Flags first, then ``PYRECONCILE_ROOT`` / ``PYRECONCILE_RUN_ROOT`` /
     ``PYRECONCILE_CGROUP_PARENT``, then the defaults of ``runtime.engine.layout``.
     """
-    from runtime import local
+    import runtime.local
     from runtime.engine import layout
 
-    return local.LocalRuntime(layout.Layout.from_env(root, run_root, cgroup_parent))
+    return runtime.local.LocalRuntime(layout.Layout.from_env(root, run_root, cgroup_parent))

@@ -12,7 +12,7 @@ if [ "$(id -u)" != "0" ]; then
     exit 1
 fi
 
-PACKAGES="python3 python3-venv python3-dev busybox-static iproute2 nftables ca-certificates curl"
+PACKAGES="python3 python3-venv python3-dev gcc libc6-dev busybox-static iproute2 nftables ca-certificates curl"
 if [ "${1:-}" = "--test" ]; then
     # peers and tools the tests drive: runc/crun (the shim's external runtimes),
     # skopeo (OCI layouts), docker-registry (a registry on loopback)

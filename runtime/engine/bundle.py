@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import resource
 import stat
 from typing import Any
 
@@ -269,7 +270,7 @@ def build_config(inputs: BundleInputs) -> dict[str, Any]:
         "capabilities": {
             name: list(DEFAULT_CAPABILITIES) for name in ("bounding", "effective", "permitted")
         },
-        "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1048576, "soft": 1048576}],
+        "rlimits": [nofile_limit()],
         "noNewPrivileges": False,
         "oomScoreAdj": 0,
     }
@@ -305,6 +306,18 @@ def build_config(inputs: BundleInputs) -> dict[str, Any]:
             "rootfsPropagation": "rprivate",
         },
     }
+
+
+def nofile_limit() -> dict[str, Any]:
+    """RLIMIT_NOFILE as the engine has it, as Docker's containers inherit dockerd's.
+
+    Raising a hard limit needs CAP_SYS_RESOURCE, which a host (or a sandbox)
+    may not grant, so the container gets the engine's own hard limit.
+    """
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1048576
+    return {"type": "RLIMIT_NOFILE", "hard": hard, "soft": hard}
 
 
 def _home_of(rootfs: str, uid: int) -> str:

@@ -77,11 +77,12 @@ kind: Container
 metadata: {{name: web}}
 spec:
   image: bb
-  command: [sh, -c, 'echo "hello from $(hostname) in $(pwd) with $GREETING"; exec sleep 1000']
+  command: [sh, -c, 'echo "hello from $$(hostname) in $$(pwd) with $$GREETING"; exec sleep 1000']
   env: {{GREETING: {greeting}}}
   workingDir: /tmp
   hostname: webhost
   restart: always
+  stopGracePeriod: 1s
 """
 
 
@@ -157,6 +158,7 @@ metadata: {name: after}
 spec:
   image: bb
   command: [sleep, "1000"]
+  stopGracePeriod: 1s
   dependsOn: [{name: web, condition: completed}]
 """
     stack = write_stack(roots.base / "s3", busybox_tar, containers)

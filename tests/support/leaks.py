@@ -35,6 +35,20 @@ def processes_mentioning(text: str) -> list[tuple[int, str]]:
     return found
 
 
+def cgroup_children(name: str) -> list[str]:
+    """Cgroups below the parent ``name`` in any hierarchy (containers left behind).
+
+    The parent itself may stay, as Docker's ``/docker`` does: the engine shares
+    it between containers and never removes it.
+    """
+    found = []
+    for parent in cgroup_dirs(name):
+        for entry in sorted(os.listdir(parent)):
+            if os.path.isdir(os.path.join(parent, entry)):
+                found.append(os.path.join(parent, entry))
+    return found
+
+
 def cgroup_dirs(name: str) -> list[str]:
     """Directories called ``name`` directly under any cgroup hierarchy's root."""
     found = []
