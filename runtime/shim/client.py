@@ -16,7 +16,7 @@ import socket
 import time
 
 from runtime import errors
-from runtime.shim import protocol
+from runtime.shim import protocol, statedir
 
 DEFAULT_TIMEOUT = 10.0
 
@@ -121,13 +121,16 @@ class ShimClient:
         """Block until the container has ``stopped`` for good (or is ``not-running``).
 
         With ``timeout``, returns the current state with ``timed_out: true`` when
-        it passes first.
+        it passes first. A shim that has already exited answers from its exit file.
         """
         params: dict[str, object] = {"condition": condition}
         if timeout is not None:
             params["timeout"] = timeout
         sock_timeout = None if timeout is None else timeout + self.timeout
-        return self.call("wait", params, reply_timeout=sock_timeout)
+        try:
+            return self.call("wait", params, reply_timeout=sock_timeout)
+        except errors.Unavailable as exc:
+            return self._ended_or_raise(exc)
 
     def kill(self, signal: int | str, all: bool = False) -> dict[str, object]:
         return self.call("kill", {"signal": signal, "all": all})
@@ -144,7 +147,22 @@ class ShimClient:
         # without a timeout the shim uses its own (--stop-timeout) and then SIGKILLs:
         # a reply is certain, so block for it
         sock_timeout = None if timeout is None else timeout + self.timeout
-        return self.call("stop", params, reply_timeout=sock_timeout)
+        try:
+            return self.call("stop", params, reply_timeout=sock_timeout)
+        except errors.Unavailable as exc:
+            return self._ended_or_raise(exc)
+
+    def _ended_or_raise(self, exc: errors.Unavailable) -> dict[str, object]:
+        """The final state from the ``exit`` file beside the socket (the shim's state dir).
+
+        A shim closes its socket right after writing that file, so a request
+        that races its exit is refused or reset: the file has the answer. No
+        file: the shim is gone without one (lost) — re-raise.
+        """
+        record = statedir.read_exit(os.path.dirname(self.socket_path))
+        if record is None:
+            raise exc
+        return {**record, "status": "stopped", "pid": None, "final": True}
 
     def shutdown(self) -> dict[str, object]:
         return self.call("shutdown")

@@ -9,11 +9,10 @@ take the container's keeper down. No structlog here: the shim is stdlib only.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
-from runtime.shim import logs
+from runtime.shim import jsonio, logs
 
 
 class EventLog:
@@ -33,7 +32,7 @@ class EventLog:
         }
         record.update(fields)
         try:
-            os.write(self._fd, json.dumps(record, default=str).encode() + b"\n")
+            os.write(self._fd, jsonio.dumps(record, default=str).encode() + b"\n")
         except OSError:
             pass
 

@@ -185,8 +185,9 @@ def _collect(sync_fd: int, stderr_fd: int, timeout: float) -> tuple[list[dict[st
                         continue
                     if isinstance(message, dict):
                         messages.append(message)
-                        if message.get("event") in ("ready", "error"):
+                        if message.get("event") == "ready":
                             return messages, buffers[stderr_fd]
+                        # after an error, EOF comes when the shim has exited
     return messages, buffers[stderr_fd]
 
 

@@ -15,14 +15,15 @@ are drained) exists and everything is read, or when ``should_stop()`` is true.
 
 Times are RFC 3339 with nanoseconds in UTC (:func:`format_time`), the shape
 Docker writes. This module is imported by the shim for :func:`format_time`,
-so it imports nothing beyond ``json``, ``os`` and ``time`` at the top.
+so it imports nothing beyond ``os``, ``time`` and :mod:`runtime.shim.jsonio`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
+
+from runtime.shim import jsonio
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -147,7 +148,7 @@ def _open_chain(log_path: str) -> list[_Cursor]:
 
 def _decode(line: bytes, since_ns: int | None) -> dict[str, str] | None:
     try:
-        record = json.loads(line)
+        record = jsonio.loads(line)
     except ValueError:
         return None
     if not isinstance(record, dict) or not isinstance(record.get("log"), str):
@@ -209,7 +210,8 @@ def read_logs(
                         yield record
         if not follow:
             return
-        current = cursors[-1] if cursors and _same_file(cursors[-1], log_path) else None
+        # the newest file opened, even if it has been rotated since: what follows it is new
+        current = cursors[-1] if cursors else None
         yield from _follow(
             log_path, current, cursors, since_ns, should_stop, exit_path, poll_interval
         )

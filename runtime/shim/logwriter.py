@@ -21,11 +21,10 @@ Stdlib only: runs inside the shim.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
-from runtime.shim import logs
+from runtime.shim import jsonio, logs
 
 MAX_LINE = 16 * 1024
 STREAMS = ("stdout", "stderr")
@@ -51,7 +50,12 @@ class LogWriter:
         data = self._partial[stream] + chunk
         lines = data.split(b"\n")
         rest = lines.pop()
-        pieces = [line + b"\n" for line in lines]
+        pieces: list[bytes] = []
+        for line in lines:
+            while len(line) > MAX_LINE:
+                pieces.append(line[:MAX_LINE])
+                line = line[MAX_LINE:]
+            pieces.append(line + b"\n")
         while len(rest) > MAX_LINE:
             pieces.append(rest[:MAX_LINE])
             rest = rest[MAX_LINE:]
@@ -71,7 +75,7 @@ class LogWriter:
         head = f'{{"time":"{stamp}","stream":"{stream}","log":'
         pending = bytearray()
         for piece in pieces:
-            text = json.dumps(piece.decode("utf-8", "replace"), ensure_ascii=False)
+            text = jsonio.quote(piece.decode("utf-8", "replace"))
             record = (head + text + "}\n").encode()
             used = self._size + len(pending)
             if used and used + len(record) > self.max_size:

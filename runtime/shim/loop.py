@@ -1,29 +1,33 @@
 """A small single-threaded event loop for the shim: fds, timers and signals.
 
-``selectors`` (epoll) and a list of timers; no asyncio (it would cost the shim
+``select.epoll`` and a list of timers. No asyncio (it would cost the shim
 ~20 MB of PSS and tens of ms of imports, runtime-security-and-shims.md §3.4),
-no threads (the shim forks the container's init in builtin mode; forking a
-threaded process is unsafe). Signals arrive through ``signal.set_wakeup_fd``:
+no ``selectors`` (it pulls in ``collections``; the loop needs three epoll
+calls), no threads (the shim forks the container's init in builtin mode, and
+forking a threaded process is unsafe). Signals arrive through the wakeup fd:
 the C handler writes the signal number to a pipe the loop watches, and the
 loop calls the registered callback from the main loop, never from inside a
 handler, so a callback can do anything (reap, log, run the runtime).
-Callbacks take no arguments; exceptions in them propagate out of :meth:`Loop.run`.
+
+fds are plain ints: register before use, unregister before ``close``. Hang-up
+and error count as readable (a reader then sees EOF or the error). Callbacks
+take no arguments; exceptions in them propagate out of :meth:`Loop.run`.
 """
 
 from __future__ import annotations
 
 import os
-import selectors
-import signal
+import select
 import time
+
+from runtime.shim import signals
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import socket
     from collections.abc import Callable
-    from typing import Any
 
-    FileLike = int | socket.socket
+_READ = select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR | select.EPOLLRDHUP
+_WRITE = select.EPOLLOUT | select.EPOLLHUP | select.EPOLLERR
 
 
 class Timer:
@@ -44,12 +48,13 @@ def _ignore(signum: int, frame: object) -> None:
 
 class Loop:
     def __init__(self) -> None:
-        self._selector = selectors.DefaultSelector()
+        self._epoll = select.epoll()
+        self._fds: dict[int, tuple[Callable[[], None] | None, Callable[[], None] | None]] = {}
         self._timers: list[Timer] = []
         self._handlers: dict[int, Callable[[], None]] = {}
         self._running = False
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        signals.set_wakeup_fd(self._wake_w)
         self.add_reader(self._wake_r, self._on_wakeup)
 
     # signals -------------------------------------------------------------
@@ -57,7 +62,7 @@ class Loop:
     def on_signal(self, signum: int, callback: Callable[[], None]) -> None:
         """Call ``callback`` from the loop after ``signum`` arrives (coalesced)."""
         self._handlers[signum] = callback
-        signal.signal(signum, _ignore)
+        signals.handle(signum, _ignore)
 
     def _on_wakeup(self) -> None:
         seen: list[int] = []
@@ -76,36 +81,32 @@ class Loop:
 
     # fds -----------------------------------------------------------------
 
-    def _update(self, fileobj: FileLike, reader: object, writer: object) -> None:
-        mask = (selectors.EVENT_READ if reader else 0) | (selectors.EVENT_WRITE if writer else 0)
-        try:
-            key = self._selector.get_key(fileobj)
-        except KeyError:
+    def _update(
+        self, fd: int, reader: Callable[[], None] | None, writer: Callable[[], None] | None
+    ) -> None:
+        mask = (_READ if reader else 0) | (select.EPOLLOUT if writer else 0)
+        if fd in self._fds:
             if mask:
-                self._selector.register(fileobj, mask, [reader, writer])
-            return
-        if mask:
-            self._selector.modify(key.fileobj, mask, [reader, writer])
-        else:
-            self._selector.unregister(key.fileobj)
+                self._epoll.modify(fd, mask)
+                self._fds[fd] = (reader, writer)
+            else:
+                self._epoll.unregister(fd)
+                del self._fds[fd]
+        elif mask:
+            self._epoll.register(fd, mask)
+            self._fds[fd] = (reader, writer)
 
-    def _callbacks(self, fileobj: Any) -> list[object]:
-        try:
-            return list(self._selector.get_key(fileobj).data)
-        except (KeyError, ValueError):  # not registered, or already closed
-            return [None, None]
+    def add_reader(self, fd: int, callback: Callable[[], None]) -> None:
+        self._update(fd, callback, self._fds.get(fd, (None, None))[1])
 
-    def add_reader(self, fileobj: FileLike, callback: Callable[[], None]) -> None:
-        self._update(fileobj, callback, self._callbacks(fileobj)[1])
+    def remove_reader(self, fd: int) -> None:
+        self._update(fd, None, self._fds.get(fd, (None, None))[1])
 
-    def remove_reader(self, fileobj: FileLike) -> None:
-        self._update(fileobj, None, self._callbacks(fileobj)[1])
+    def add_writer(self, fd: int, callback: Callable[[], None]) -> None:
+        self._update(fd, self._fds.get(fd, (None, None))[0], callback)
 
-    def add_writer(self, fileobj: FileLike, callback: Callable[[], None]) -> None:
-        self._update(fileobj, self._callbacks(fileobj)[0], callback)
-
-    def remove_writer(self, fileobj: FileLike) -> None:
-        self._update(fileobj, self._callbacks(fileobj)[0], None)
+    def remove_writer(self, fd: int) -> None:
+        self._update(fd, self._fds.get(fd, (None, None))[0], None)
 
     # timers --------------------------------------------------------------
 
@@ -114,8 +115,8 @@ class Loop:
         self._timers.append(timer)
         return timer
 
-    def _run_timers(self) -> float | None:
-        """Run the due timers; return the seconds until the next one (None: no timer)."""
+    def _run_timers(self) -> float:
+        """Run the due timers; return the seconds until the next one (-1: none)."""
         now = time.monotonic()
         due = [t for t in self._timers if not t.cancelled and t.deadline <= now]
         self._timers = [t for t in self._timers if not t.cancelled and t.deadline > now]
@@ -124,7 +125,7 @@ class Loop:
                 timer.callback()
         live = [t.deadline for t in self._timers if not t.cancelled]
         if not live:
-            return None
+            return -1
         return max(0.0, min(live) - time.monotonic())
 
     # running -------------------------------------------------------------
@@ -136,22 +137,26 @@ class Loop:
             timeout = self._run_timers()
             if not self._running:
                 break
-            for key, events in self._selector.select(timeout):
-                # an earlier callback of this round may have closed the fd: look it up again
-                if events & selectors.EVENT_READ:
-                    reader = self._callbacks(key.fileobj)[0]
-                    if callable(reader):
+            try:
+                ready = self._epoll.poll(timeout)
+            except InterruptedError:  # pragma: no cover - PEP 475 retries
+                continue
+            for fd, events in ready:
+                # an earlier callback of this round may have dropped the fd: look it up again
+                if events & _READ:
+                    reader = self._fds.get(fd, (None, None))[0]
+                    if reader is not None:
                         reader()
-                if events & selectors.EVENT_WRITE:
-                    writer = self._callbacks(key.fileobj)[1]
-                    if callable(writer):
+                if events & _WRITE:
+                    writer = self._fds.get(fd, (None, None))[1]
+                    if writer is not None:
                         writer()
 
     def stop(self) -> None:
         self._running = False
 
     def close(self) -> None:
-        signal.set_wakeup_fd(-1)
-        self._selector.close()
+        signals.set_wakeup_fd(-1)
+        self._epoll.close()
         os.close(self._wake_r)
         os.close(self._wake_w)

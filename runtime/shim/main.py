@@ -31,12 +31,11 @@ Stdlib only, and few imports: every shim pays for them (see the report in
 from __future__ import annotations
 
 import fcntl
-import json
 import os
-import signal
 import sys
 
 from runtime import errors
+from runtime.shim import jsonio, signals
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -150,7 +149,7 @@ class _Sync:
         if self.fd is None:
             return
         try:
-            os.write(self.fd, json.dumps(message).encode() + b"\n")
+            os.write(self.fd, jsonio.dumps(message).encode() + b"\n")
         except OSError:
             pass
 
@@ -190,11 +189,11 @@ def main(argv: list[str] | None = None) -> int:
     with os.fdopen(result_fd, "rb") as f:
         final: dict[str, object] = {"event": "error", "message": "the shim exited without a word"}
         for line in f:
-            message = json.loads(line)
-            if message.get("event") in ("ready", "error"):
+            message = jsonio.loads(line)
+            if isinstance(message, dict) and message.get("event") in ("ready", "error"):
                 final = message
                 break
-    print(json.dumps(final))
+    print(jsonio.dumps(final))
     return 0 if final.get("event") == "ready" else 1
 
 
@@ -218,13 +217,11 @@ def _detach() -> None:
     # Signals the launcher ignored (nohup, a shell's background job) would be
     # ignored in every container too: back to default, except the two Python
     # ignores for its own sake (the runtime drivers reset those in the child).
-    keep = {signal.SIGKILL, signal.SIGSTOP, signal.SIGPIPE, signal.SIGXFSZ}
-    for sig in signal.valid_signals():
-        if sig in keep:
-            continue
+    keep = {signals.SIGKILL, signals.SIGSTOP, signals.SIGPIPE, signals.SIGXFSZ}
+    for sig in signals.valid_signals() - keep:
         try:
-            if signal.getsignal(sig) == signal.SIG_IGN:
-                signal.signal(sig, signal.SIG_DFL)
+            if signals.is_ignored(sig):
+                signals.set_default(sig)
         except (OSError, ValueError):
             pass
     null = os.open(os.devnull, os.O_RDWR)
@@ -236,7 +233,12 @@ def _detach() -> None:
 
 
 def _run_shim(opts: Options) -> int:
-    """The long-lived shim. Returns its exit status (the caller ``_exit``s with it)."""
+    """The long-lived shim. Returns its exit status (the caller ``_exit``s with it).
+
+    After an error report the sync pipe is left open on purpose: the kernel
+    closes it as the process exits, so the launcher's EOF means "the shim is
+    gone", and ``spawn_shim`` returns only then (nothing left behind).
+    """
     assert opts.sync_fd is not None
     sync = _Sync(opts.sync_fd)
     os.set_inheritable(opts.sync_fd, False)
@@ -256,8 +258,6 @@ def _run_shim(opts: Options) -> int:
         message = f"shim for container {opts.container_id} failed: {type(exc).__name__}: {exc}"
         sync.send({"event": "error", "category": "Terminal", "message": message})
         return 1
-    finally:
-        sync.close()
 
 
 def _lock(opts: Options) -> int:
@@ -323,9 +323,9 @@ def _serve(opts: Options, sync: _Sync) -> int:
             log_max_size=opts.log_max_size, log_max_files=opts.log_max_files,
             on_final=on_final,
         )  # fmt: skip
-        ev_loop.on_signal(signal.SIGCHLD, sup.reap)
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            ev_loop.on_signal(signum, _log_ignored(events, signal.Signals(signum).name))
+        ev_loop.on_signal(signals.SIGCHLD, sup.reap)
+        for signum in (signals.SIGTERM, signals.SIGINT, signals.SIGHUP):
+            ev_loop.on_signal(signum, _log_ignored(events, signals.name(signum)))
         srv = server.Server(ev_loop, sup, statedir.path(bundle, statedir.SOCKET), events)
         srv.listen()
         init_pid = sup.boot()

@@ -23,8 +23,7 @@ are a few lines, and the shim pays no import for it (stdlib only).
 
 from __future__ import annotations
 
-import json
-import signal
+from runtime.shim import jsonio, signals
 
 MAX_REQUEST = 64 * 1024
 MAX_RESPONSE = 1024 * 1024
@@ -37,7 +36,7 @@ class ProtocolError(ValueError):
 
 
 def encode(obj: object) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+    return jsonio.dumps(obj).encode() + b"\n"
 
 
 def ok(result: object, request_id: object = None) -> dict[str, object]:
@@ -57,8 +56,8 @@ def error(category: str, message: str, request_id: object = None) -> dict[str, o
 def decode_request(line: bytes) -> dict[str, object]:
     """Parse and check one request line (without its newline)."""
     try:
-        obj = json.loads(line)
-    except (ValueError, UnicodeDecodeError) as exc:
+        obj = jsonio.loads(line)
+    except ValueError as exc:  # UnicodeDecodeError included
         raise ProtocolError(f"request is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise ProtocolError("request must be a JSON object with an 'op' field")
@@ -93,15 +92,12 @@ def parse_signal(value: object) -> int:
     elif isinstance(value, str) and value.isdigit():
         number = int(value)
     elif isinstance(value, str):
-        name = value.upper()
-        if not name.startswith("SIG"):
-            name = "SIG" + name
-        try:
-            return int(signal.Signals[name])
-        except KeyError:
-            raise ProtocolError(f"signal {value!r} is not known (e.g. SIGTERM, KILL, 9)") from None
+        found = signals.number(value)
+        if found is None:
+            raise ProtocolError(f"signal {value!r} is not known (e.g. SIGTERM, KILL, 9)")
+        return found
     else:
         raise ProtocolError(f"signal {value!r} is not a signal name or number")
-    if not 0 < number < signal.NSIG:
-        raise ProtocolError(f"signal {value!r} is out of range 1..{signal.NSIG - 1}")
+    if not 0 < number < signals.NSIG:
+        raise ProtocolError(f"signal {value!r} is out of range 1..{signals.NSIG - 1}")
     return number

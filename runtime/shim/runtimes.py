@@ -28,11 +28,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
-import signal
 
 from runtime import errors
+from runtime.shim import jsonio, signals
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -40,8 +39,8 @@ if TYPE_CHECKING:
 
 #: Put back to SIG_DFL in the runtime's process (and so in the container).
 _RESET_SIGNALS = (
-    signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGHUP, signal.SIGTERM,
-    signal.SIGQUIT, signal.SIGCHLD, signal.SIGUSR1, signal.SIGUSR2,
+    signals.SIGPIPE, signals.SIGXFSZ, signals.SIGINT, signals.SIGHUP, signals.SIGTERM,
+    signals.SIGQUIT, signals.SIGCHLD, signals.SIGUSR1, signals.SIGUSR2,
 )  # fmt: skip
 
 
@@ -191,7 +190,7 @@ class ExternalRuntime(OciRuntime):
     def state(self) -> dict[str, object]:
         out = self._run("state", [self.container_id])
         try:
-            value = json.loads(out)
+            value = jsonio.loads(out)
         except ValueError:
             raise errors.Terminal(
                 f"{self.name} state {self.container_id}: output is not JSON: {out[:200]!r}"
@@ -216,7 +215,7 @@ def _spawn(binary: str, argv: list[str], stdio: tuple[int, int, int]) -> int:
             for target, fd in enumerate(stdio):
                 os.dup2(fd, target)  # dup2 clears FD_CLOEXEC on the target
             for sig in _RESET_SIGNALS:
-                signal.signal(sig, signal.SIG_DFL)
+                signals.set_default(sig)
             os.execve(binary, argv, env)
         except OSError as exc:
             os.write(err_w, f"{exc.errno}:{exc.strerror}".encode())
@@ -272,7 +271,7 @@ def _log_errors(log_file: str, start: int) -> str:
     messages = []
     for line in data.splitlines():
         try:
-            entry = json.loads(line)
+            entry = jsonio.loads(line)
         except ValueError:
             text = line.decode(errors="replace").strip()
             if text:

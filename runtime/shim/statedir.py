@@ -21,8 +21,9 @@ Stdlib only: imported by the shim under ``python -I -S``.
 
 from __future__ import annotations
 
-import json
 import os
+
+from runtime.shim import jsonio
 
 SHIM_PID = "shim.pid"
 SOCKET = "shim.sock"
@@ -74,14 +75,14 @@ def write_atomic(target: str, data: bytes, mode: int = 0o644) -> None:
 
 
 def write_json(target: str, obj: object) -> None:
-    write_atomic(target, json.dumps(obj, sort_keys=True).encode() + b"\n")
+    write_atomic(target, jsonio.dumps(obj, sort_keys=True).encode() + b"\n")
 
 
 def read_json(source: str) -> dict[str, object] | None:
     """The JSON object in ``source``; None when the file is missing or not an object."""
     try:
         with open(source, "rb") as f:
-            value = json.loads(f.read())
+            value = jsonio.loads(f.read())
     except FileNotFoundError:
         return None
     except ValueError:

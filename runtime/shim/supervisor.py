@@ -30,11 +30,10 @@ Choices:
 from __future__ import annotations
 
 import os
-import signal
 import time
 
 from runtime import errors
-from runtime.shim import cgroups, logwriter, policy, statedir
+from runtime.shim import cgroups, logwriter, policy, signals, statedir
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -396,14 +395,14 @@ class Supervisor:
         sig = self.stop_signal if sig is None else sig
         timeout = self.stop_timeout if timeout is None else timeout
         os.kill(self.init_pid, sig)
-        if sig != signal.SIGKILL and self._stop_timer is None:
+        if sig != signals.SIGKILL and self._stop_timer is None:
             self._stop_timer = self.loop.call_later(timeout, self._escalate)
 
     def _escalate(self) -> None:
         self._stop_timer = None
         if self.status in (RUNNING, CREATED) and self.init_pid is not None:
             self.events.warning("container_stop_escalated", signal="SIGKILL")
-            os.kill(self.init_pid, signal.SIGKILL)
+            os.kill(self.init_pid, signals.SIGKILL)
 
     def shutdown(self) -> None:
         """End the shim when its container is not running (and cancel a pending restart)."""

@@ -97,6 +97,8 @@ def test_the_shim_is_detached_and_survives_its_launcher(shim_env: ShimEnv) -> No
 def test_the_container_init_has_default_signal_dispositions(shim_env: ShimEnv) -> None:
     c = shim_env.container(["sleep", "1000"])
     info = c.spawn()
+    # spawn returns once the runtime started the init; it execs a moment later
+    wait_until(lambda: Path(f"/proc/{info.init_pid}/comm").read_text() == "sleep\n")
     with open(f"/proc/{info.init_pid}/status") as f:
         fields = dict(line.split(":\t", 1) for line in f if ":\t" in line)
     assert int(fields["SigIgn"], 16) == 0, "the init inherited ignored signals from the shim"
