@@ -246,7 +246,7 @@ def _v2_max(value: int) -> str:
 def _write(d: str, name: str, value: str) -> None:
     path = os.path.join(d, name)
     with errors.map_os_errors(f"write {value!r} to {path}"):
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
         try:
             os.write(fd, value.encode())
         finally:
