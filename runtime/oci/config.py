@@ -19,12 +19,12 @@ Choices:
 
 from __future__ import annotations
 
-import json
 import os
 
 from runtime import errors
 from runtime.oci import config_process, mountopts
 from runtime.oci.config_process import Process, want
+from runtime.shim import jsonio
 
 __all__ = ["Device", "DeviceRule", "Mount", "Process", "Resources", "Spec", "load", "parse"]
 
@@ -138,7 +138,7 @@ def load(bundle: str) -> Spec:
     path = os.path.join(bundle, "config.json")
     try:
         with open(path, "rb") as f:
-            doc = json.loads(f.read())
+            doc = jsonio.loads(f.read())
     except FileNotFoundError:
         raise errors.InvalidSpec(f"{path} does not exist: is {bundle} an OCI bundle?") from None
     except (OSError, ValueError) as exc:

@@ -9,11 +9,11 @@ removed — and the init's own message is raised in its category.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 
 from runtime import errors
 from runtime.oci import cgroups, config, init, state
+from runtime.shim import jsonio
 from runtime.sys import caps
 
 __all__ = ["create"]
@@ -144,7 +144,8 @@ def _wait_ready(sync_r: int, root: str, rec: state.Record) -> errors.RuntimeErro
         buf += chunk
         while b"\n" in buf:
             line, buf = buf.split(b"\n", 1)
-            msg = json.loads(line)
+            msg = jsonio.loads(line)
+            assert isinstance(msg, dict)  # our own children wrote it
             if msg["type"] == "pid":
                 rec.pid = int(msg["pid"])
                 seen = state.proc_stat(rec.pid)

@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import fcntl
 import gc
-import json
 import os
 
 import runtime.sys as rsys
 from runtime import errors
 from runtime.oci import cgroups, config, process, rootfs, state
+from runtime.shim import jsonio
 from runtime.sys import netdev
 
 __all__ = ["Context", "intermediate", "send"]
@@ -64,7 +64,7 @@ class Context:
 
 
 def send(fd: int, message: dict[str, object]) -> None:
-    os.write(fd, json.dumps(message).encode() + b"\n")
+    os.write(fd, jsonio.dumps(message).encode() + b"\n")
 
 
 def _report(fd: int, exc: BaseException) -> None:

@@ -17,11 +17,11 @@ Stdlib only.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
 from runtime import errors
+from runtime.shim import jsonio
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ def save(root: str, rec: Record) -> None:
     with errors.map_os_errors(f"write the state of container {rec.id} in {directory}"):
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
-            os.write(fd, json.dumps(rec.to_json()).encode())
+            os.write(fd, jsonio.dumps(rec.to_json()).encode())
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -135,7 +135,9 @@ def load(root: str, container_id: str) -> Record:
     path = os.path.join(container_dir(root, container_id), STATE_FILE)
     try:
         with open(path, "rb") as f:
-            doc = json.loads(f.read())
+            doc = jsonio.loads(f.read())
+        if not isinstance(doc, dict):
+            raise TypeError("state.json is not an object")
         return Record.from_json(doc)
     except FileNotFoundError:
         raise errors.NotFound(f"container {container_id} does not exist in {root}") from None
