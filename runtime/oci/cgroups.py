@@ -144,8 +144,9 @@ def plan(hier: Hierarchies, cgroups_path: str, container_id: str) -> Cgroup:
     return Cgroup(entries)
 
 
-def ensure(cg: Cgroup, res: config.Resources) -> None:
-    """Create the directories and apply ``res``; idempotent."""
+def ensure(cg: Cgroup, res: config.Resources, devices: list[config.Device] | None = None) -> None:
+    """Create the directories and apply ``res``; ``devices`` (``linux.devices``)
+    are allowed in the devices cgroup too. Idempotent."""
     for kind, point, d in cg.entries:
         with errors.map_os_errors(f"create cgroup {d}"):
             if kind == "v2":
@@ -154,7 +155,7 @@ def ensure(cg: Cgroup, res: config.Resources) -> None:
     if cg.is_v2:
         _apply_v2(cg.dirs[0], res)
     else:
-        _apply_v1(cg, res)
+        _apply_v1(cg, res, device_rules(res.devices, devices or []))
 
 
 def _enable_v2_controllers(mount: str, leaf: str) -> None:
@@ -191,7 +192,21 @@ def _apply_v2(d: str, res: config.Resources) -> None:
         _write(d, "pids.max", "max" if res.pids_limit <= 0 else str(res.pids_limit))
 
 
-def _apply_v1(cg: Cgroup, res: config.Resources) -> None:
+def device_rules(
+    configured: list[config.DeviceRule], devices: list[config.Device]
+) -> list[config.DeviceRule]:
+    """The devices-cgroup rules in the order they are written: the config's
+    (``runc spec`` starts with deny-all), then the default nodes, then an
+    allow rule for each node of ``linux.devices`` (as runc does)."""
+    rules = [*configured, *DEFAULT_DEVICE_RULES]
+    for d in devices:
+        if d.type != "p":  # a fifo needs no device access
+            kind = "b" if d.type == "b" else "c"
+            rules.append(config.DeviceRule(True, kind, d.major, d.minor, "rwm"))
+    return rules
+
+
+def _apply_v1(cg: Cgroup, res: config.Resources, rules: list[config.DeviceRule]) -> None:
     mem = cg.dir_for("memory")
     if res.memory_limit is not None or res.memory_reservation is not None or res.memory_swap:
         mem = _need(mem, "memory", "linux.resources.memory")
@@ -220,7 +235,7 @@ def _apply_v1(cg: Cgroup, res: config.Resources) -> None:
     dev = cg.dir_for("devices")
     if dev is not None:
         _write(dev, "devices.deny", "a")
-        for rule in [*res.devices, *DEFAULT_DEVICE_RULES]:
+        for rule in rules:
             if rule.type == "a" and rule.allow:
                 _write(dev, "devices.allow", "a")
                 continue

@@ -69,7 +69,7 @@ def create(
             os.mkfifo(fifo, 0o622)
             os.chmod(fifo, 0o622)  # whatever the umask: the init may write it as any uid
         state.save(root, rec)
-        cgroups.ensure(cg, spec.resources)
+        cgroups.ensure(cg, spec.resources, spec.devices)
         _open_fds(ctx, cdir, opened)
         sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
         opened += [sync_r, sync_w]

@@ -108,6 +108,25 @@ def test_v1_limits_and_device_allow_list(tmp_path: Path) -> None:
     assert (dirs["devices"] / "devices.allow").read_text() == "c 136:* rwm"
 
 
+def test_device_rules_are_config_then_defaults_then_linux_devices() -> None:
+    tun, fifo = config.Device(), config.Device()
+    tun.path, tun.type, tun.major, tun.minor = "/dev/net/tun", "c", 10, 200
+    fifo.path, fifo.type = "/dev/myfifo", "p"
+    deny_all = config.DeviceRule(False, "a", -1, -1, "rwm")
+    rules = cgroups.device_rules([deny_all], [tun, fifo])
+    assert rules[0] is deny_all
+    assert rules[1 : 1 + len(cgroups.DEFAULT_DEVICE_RULES)] == list(cgroups.DEFAULT_DEVICE_RULES)
+    last = rules[-1]
+    assert len(rules) == 2 + len(cgroups.DEFAULT_DEVICE_RULES)
+    assert (last.allow, last.type, last.major, last.minor, last.access) == (
+        True,
+        "c",
+        10,
+        200,
+        "rwm",
+    )
+
+
 def test_a_limit_without_its_controller_is_unavailable(tmp_path: Path) -> None:
     d = tmp_path / "memory" / "c1"
     d.mkdir(parents=True)
