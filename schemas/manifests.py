@@ -20,7 +20,7 @@ import shlex
 import signal as _signal
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_serializer, field_validator, model_validator
 
 from schemas._base import Model
 from schemas.reference import normalize_reference
@@ -292,17 +292,27 @@ class Mount(Model):
             source = value.get("source")
             if isinstance(source, str) and source.startswith(("/", "./", "../", "~")):
                 value = {**value, "type": "bind"}
-        if isinstance(value, dict) and isinstance(value.get("mode"), str):
+        if isinstance(value, dict) and isinstance(value.get("mode"), str | int):
+            # Modes are octal as users write them: `mode: 1777` and `mode: "1777"`
+            # both mean 0o1777 (read as digits, not as the decimal number).
+            text = str(value["mode"])
             try:
-                value = {**value, "mode": int(value["mode"], 8)}
+                value = {**value, "mode": int(text, 8)}
             except ValueError:
-                raise ValueError(f"mode {value['mode']!r} is not an octal number") from None
+                raise ValueError(
+                    f"mode {value['mode']!r} is not an octal number such as 1777 or 755"
+                ) from None
         return value
 
     @field_validator("target")
     @classmethod
     def _target(cls, value: str) -> str:
         return _absolute_path(value, "target")
+
+    @field_serializer("mode")
+    def _mode_octal(self, value: int | None) -> str | None:
+        """Written back as the octal digits users write, so it reads back the same."""
+        return None if value is None else f"{value:o}"
 
     @field_validator("sub_path")
     @classmethod

@@ -76,6 +76,8 @@ def _load(files: tuple[str, ...], stack: str | None) -> model.DesiredState:
             click.echo(str(problem), err=True)
         n = len(exc.problems)
         fail(f"{n} problem{'s' if n != 1 else ''} found; nothing was changed")
+    for warning in loaded.warnings:
+        click.echo(f"warning: {warning}", err=True)
     return desired_mod.desired_state(loaded)
 
 

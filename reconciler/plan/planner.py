@@ -75,11 +75,10 @@ def plan(
                 )
             continue
         image = observed.images.get(want.image_ref)
-        action, note = _plan_container(
+        container_actions, note = _plan_container(
             want, seen_container, image.id if image else None, recreated, options
         )
-        if action is not None:
-            actions.append(action)
+        actions.extend(container_actions)
         if note is not None:
             notes.append(note)
 
@@ -244,74 +243,46 @@ def _plan_container(
     image_id: str | None,
     recreated: set[tuple[str, str]],
     options: model.PlanOptions,
-) -> tuple[model.Action | None, model.Note | None]:
+) -> tuple[list[model.Action], model.Note | None]:
+    """A create or a recreate alone; else an in-place update and/or a start."""
     record = canonical.container_record(want, image_id)
     essence_hash = canonical.spec_hash(canonical.container_essence(record))
-    if seen is None:
-        return (
-            model.Action(
-                "create",
-                "Container",
-                want.name,
-                "missing",
-                (_MISSING,),
-                desired=want,
-                spec_hash=essence_hash,
-                applied=record,
-            ),
-            None,
+
+    def action(
+        op: model.Op, category: model.Category, reasons: Iterable[model.Reason]
+    ) -> model.Action:
+        return model.Action(
+            op,
+            "Container",
+            want.name,
+            category,
+            tuple(reasons),
+            desired=want,
+            spec_hash=essence_hash,
+            applied=record,
         )
+
+    if seen is None:
+        return [action("create", "missing", (_MISSING,))], None
     applied: Mapping[str, Any] = seen.applied or {}
     if seen.spec_hash != essence_hash:
         reasons, category = _recreate_reasons(applied, record)
-        return (
-            model.Action(
-                "recreate",
-                "Container",
-                want.name,
-                category,
-                tuple(reasons),
-                desired=want,
-                spec_hash=essence_hash,
-                applied=record,
-            ),
-            None,
-        )
+        return [action("recreate", category, reasons)], None
     dependencies = _recreated_dependencies(want, recreated)
     if dependencies:
-        return (
-            model.Action(
-                "recreate",
-                "Container",
-                want.name,
-                "spec",
-                tuple(dependencies),
-                desired=want,
-                spec_hash=essence_hash,
-                applied=record,
-            ),
-            None,
-        )
+        return [action("recreate", "spec", dependencies)], None
+    actions = []
     in_place = canonical.differences(
         _in_place(canonical.expanded(applied, manifests.ContainerSpec)),
         _in_place(canonical.expanded(record, manifests.ContainerSpec)),
         strip="spec.",
     )
     if in_place:
-        return (
-            model.Action(
-                "update",
-                "Container",
-                want.name,
-                "spec",
-                tuple(in_place),
-                desired=want,
-                spec_hash=essence_hash,
-                applied=record,
-            ),
-            None,
-        )
-    return _runtime_drift(want, seen, options)
+        actions.append(action("update", "spec", in_place))
+    start, note = _runtime_drift(want, seen, options)
+    if start is not None:
+        actions.append(start)
+    return actions, note
 
 
 def _recreate_reasons(
