@@ -191,22 +191,6 @@ def _undo(root: str, rec: state.Record, exc: BaseException) -> None:
                     pass
                 _reap(rec.pid)  # ours only if we are its subreaper; else ECHILD at once
         cgroups.remove(rec.cgroup_dirs)
-        remove_state_dir(os.path.join(root, rec.id))
+        state.remove_dir(os.path.join(root, rec.id))
     except Exception as cleanup:  # keep the original error; say what is left
         exc.add_note(f"cleanup after the failed create also failed: {cleanup}")
-
-
-def remove_state_dir(cdir: str) -> None:
-    """Remove a container's state dir (only files in it, never a tree walk
-    across links)."""
-    try:
-        names = os.listdir(cdir)
-    except FileNotFoundError:
-        return
-    with errors.map_os_errors(f"remove the state dir {cdir}"):
-        for name in names:
-            try:
-                os.unlink(os.path.join(cdir, name))
-            except FileNotFoundError:
-                pass
-        os.rmdir(cdir)

@@ -15,7 +15,7 @@ import os
 import time
 
 from runtime import errors
-from runtime.oci import cgroups, create, kill, state
+from runtime.oci import cgroups, kill, state
 
 __all__ = ["delete"]
 
@@ -28,7 +28,7 @@ def delete(root: str, container_id: str, *, force: bool = False) -> None:
         rec = state.load(root, container_id)
     except (errors.NotFound, errors.Terminal):
         if force and os.path.isdir(cdir):
-            create.remove_state_dir(cdir)
+            state.remove_dir(cdir)
             return
         raise
     status = state.observe_status(root, rec)
@@ -49,4 +49,4 @@ def delete(root: str, container_id: str, *, force: bool = False) -> None:
                 )
             time.sleep(0.002)
     cgroups.remove(rec.cgroup_dirs)
-    create.remove_state_dir(cdir)
+    state.remove_dir(cdir)

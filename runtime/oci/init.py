@@ -17,6 +17,11 @@ then blocks opening ``exec.fifo`` for writing until ``start`` opens it for
 reading, and execs. Both processes are ``PR_SET_DUMPABLE=0`` throughout, so
 no container process can ptrace them or open their ``/proc/<pid>`` entries.
 
+Both processes first *seal the import system* (:func:`_seal_imports`): after
+``setns`` or ``pivot_root`` a path-based import would search ``sys.path`` in
+the container's filesystem, and a module planted in an image would then run
+as the fully privileged init. Everything they need is imported before fork.
+
 Neither process logs: failures travel as one JSON line on the sync pipe
 (``{"type": "error", "category": "InvalidSpec", "message": …}``) and the
 process ``_exit``\\ s. Only an ``execve`` failure after ``ready`` cannot be
@@ -28,6 +33,7 @@ from __future__ import annotations
 import fcntl
 import gc
 import os
+import sys
 
 import runtime.sys as rsys
 from runtime import errors
@@ -83,11 +89,24 @@ def _report(fd: int, exc: BaseException) -> None:
         pass
 
 
+def _seal_imports() -> None:
+    """Leave only the builtin and frozen importers: no import can read a file."""
+    sys.meta_path[:] = [
+        finder
+        for finder in sys.meta_path
+        if getattr(finder, "__name__", "") in ("BuiltinImporter", "FrozenImporter")
+    ]
+    sys.path[:] = []
+    sys.path_hooks[:] = []
+    sys.path_importer_cache.clear()
+
+
 def intermediate(ctx: Context) -> None:
     """Body of the first child; never returns."""
     code = 1
     try:
         gc.disable()  # a forked copy: do not touch (and copy) the caller's heap
+        _seal_imports()
         rsys.prctl(rsys.PR_SET_DUMPABLE, 0)
         for kind, fd in ctx.ns_fds:
             with errors.map_os_errors(f"join the {kind} namespace {ctx.spec.namespaces[kind]}"):

@@ -16,6 +16,10 @@ import select
 from runtime import errors
 from runtime.oci import state
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
+
 __all__ = ["start"]
 
 _POLL_MS = 100
@@ -61,7 +65,7 @@ def start(root: str, container_id: str) -> None:
         pass
 
 
-def _raise_not_started(root: str, rec: state.Record) -> None:
+def _raise_not_started(root: str, rec: state.Record) -> NoReturn:
     if state.observe_status(root, rec) == "running" and not os.path.lexists(
         os.path.join(root, rec.id, state.FIFO)
     ):

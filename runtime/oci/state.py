@@ -39,6 +39,7 @@ __all__ = [
     "load",
     "observe_status",
     "proc_stat",
+    "remove_dir",
     "save",
     "state",
 ]
@@ -201,6 +202,22 @@ def list_containers(root: str) -> list[dict[str, object]]:
         except errors.RuntimeError_:
             continue  # not a container dir, or one whose create is still writing it
     return out
+
+
+def remove_dir(cdir: str) -> None:
+    """Remove a container's state dir (only files in it, never a tree walk
+    across links)."""
+    try:
+        names = os.listdir(cdir)
+    except FileNotFoundError:
+        return
+    with errors.map_os_errors(f"remove the state dir {cdir}"):
+        for name in names:
+            try:
+                os.unlink(os.path.join(cdir, name))
+            except FileNotFoundError:
+                pass
+        os.rmdir(cdir)
 
 
 def _rfc3339(ns: int) -> str:
