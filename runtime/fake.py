@@ -302,6 +302,13 @@ class FakeRuntime:
         self.containers[info.name] = info
         return info
 
+    def wait_container(self, name: str, timeout: float | None = None) -> client.ContainerInfo:
+        """The fake's containers never exit on their own: a running one times out."""
+        info = self.get_container(name)
+        if info.status in ("running", "restarting") and timeout is None:
+            raise errors.FailedPrecondition(f"container {name!r} runs forever in the fake")
+        return info
+
     def crash(self, name: str, exit_code: int = 1) -> None:
         """Make a running container exit on its own (a test's failure injection)."""
         info = self.get_container(name)

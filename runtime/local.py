@@ -114,6 +114,9 @@ class LocalRuntime:
     ) -> client.ContainerInfo:
         return self._containers.stop(name, timeout, operator=operator)
 
+    def wait_container(self, name: str, timeout: float | None = None) -> client.ContainerInfo:
+        return self._containers.wait(name, timeout)
+
     def update_container(self, name: str, update: client.ContainerUpdate) -> client.ContainerInfo:
         return self._containers.update(name, update)
 

@@ -284,6 +284,21 @@ class Containers:
             self._store.update_container(row.id, operator_stopped=True)
         return self._info(self._store.get_container(row.id))
 
+    def wait(self, name: str, timeout: float | None = None) -> client.ContainerInfo:
+        """Block until the container has stopped for good (its shim decides: a
+        restart policy may keep it going), or ``timeout`` passes; then observe."""
+        row = self._row(name)
+        shim_dir = self._bundle(row)
+        socket_path = statedir.path(shim_dir, statedir.SOCKET)
+        if restore.shim_alive(shim_dir) and os.path.exists(socket_path):
+            try:
+                shim_client.ShimClient(socket_path).wait(timeout)
+            except errors.Unavailable:
+                pass
+            if timeout is None:
+                _wait_shim_exit(shim_dir)
+        return self._info(self._store.get_container(row.id))
+
     def remove(self, name: str, *, force: bool = False) -> None:
         row = self._row(name)
         info = self._info(row)

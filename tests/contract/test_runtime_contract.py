@@ -147,3 +147,13 @@ def test_update_in_place_keeps_the_container(rt: client.RuntimeClient) -> None:
     assert updated.config.restart_policy == "always"
     assert updated.config.resources.memory == 64 << 20
     rt.remove_container("upd", force=True)
+
+
+def test_wait_returns_the_exit_code(rt: client.RuntimeClient) -> None:
+    rt.create_container(_config("w", command=("sh", "-c", "exit 3")))
+    rt.start_container("w")
+    if isinstance(rt, FakeRuntime):
+        rt.crash("w", 3)
+    done = rt.wait_container("w", timeout=20)
+    assert done.status == "exited" and done.exit_code == 3
+    rt.remove_container("w")
