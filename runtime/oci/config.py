@@ -196,10 +196,11 @@ def _str_map(value: object, where: str) -> dict[str, str]:
 
 
 def _abs_path(value: object, where: str) -> str:
+    """An absolute path, normalised (``/dev/`` and ``//dev`` are ``/dev``)."""
     path = want(value, str, where)
     if not path.startswith("/"):
         raise errors.InvalidSpec(f"config.json: {where}: {path!r} must be an absolute path")
-    return path
+    return "/" + os.path.normpath(path).lstrip("/")
 
 
 def _mount(value: object, where: str, bundle: str) -> Mount:

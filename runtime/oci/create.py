@@ -13,7 +13,7 @@ import os
 
 from runtime import errors
 from runtime.oci import cgroups, config, init, state
-from runtime.shim import jsonio
+from runtime.shim import jsonio, statedir
 from runtime.sys import caps
 
 __all__ = ["create"]
@@ -172,11 +172,8 @@ def _reap(pid: int) -> None:
 
 
 def _write_pid_file(path: str, pid: int) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
     with errors.map_os_errors(f"write the pid file {path}"):
-        with open(tmp, "w") as f:
-            f.write(str(pid))
-        os.replace(tmp, path)
+        statedir.write_atomic(os.path.abspath(path), str(pid).encode())
 
 
 def _undo(root: str, rec: state.Record, exc: BaseException) -> None:

@@ -30,6 +30,7 @@ Raises ``runtime.errors`` categories whose messages name the path.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
@@ -120,7 +121,7 @@ def prepare(spec: config.Spec, cg: cgroups.Cgroup, cgroupns: bool) -> None:
 
 
 def _effective_mounts(mounts: list[config.Mount]) -> list[config.Mount]:
-    dests = {m.destination.rstrip("/") or "/" for m in mounts}
+    dests = {m.destination for m in mounts}
     if any(m.destination == "/dev" and m.options.bind for m in mounts):
         return mounts
     extra = [d for d in _DEFAULT_DEV_MOUNTS if d.destination not in dests]
@@ -128,7 +129,7 @@ def _effective_mounts(mounts: list[config.Mount]) -> list[config.Mount]:
         return mounts
     if "/dev" not in dests:
         return extra + mounts
-    at = next(i for i, m in enumerate(mounts) if m.destination.rstrip("/") == "/dev") + 1
+    at = next(i for i, m in enumerate(mounts) if m.destination == "/dev") + 1
     return mounts[:at] + extra + mounts[at:]
 
 
@@ -136,7 +137,7 @@ def _open(root_fd: int, path: str, *, create: str | None = None, no_symlinks: bo
     try:
         return paths.open_in_root(root_fd, path, create=create, no_symlinks=no_symlinks)
     except OSError as exc:
-        if no_symlinks and exc.errno == 40:  # ELOOP
+        if no_symlinks and exc.errno == errno.ELOOP:
             raise errors.InvalidSpec(
                 f"mount destination {path} is a symlink in the rootfs ({exc.filename}): "
                 "proc and sysfs must be mounted on an ordinary directory"

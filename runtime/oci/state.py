@@ -21,7 +21,7 @@ import os
 import time
 
 from runtime import errors
-from runtime.shim import jsonio
+from runtime.shim import jsonio, statedir
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -116,20 +116,9 @@ def container_dir(root: str, container_id: str) -> str:
 def save(root: str, rec: Record) -> None:
     """Write state.json atomically: temp file, fsync, rename, fsync the dir."""
     directory = container_dir(root, rec.id)
-    tmp = os.path.join(directory, f".{STATE_FILE}.{os.getpid()}.tmp")
     with errors.map_os_errors(f"write the state of container {rec.id} in {directory}"):
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, jsonio.dumps(rec.to_json()).encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, os.path.join(directory, STATE_FILE))
-        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        data = jsonio.dumps(rec.to_json()).encode()
+        statedir.write_atomic(os.path.join(directory, STATE_FILE), data, 0o600)
 
 
 def load(root: str, container_id: str) -> Record:

@@ -190,3 +190,12 @@ def test_spec_is_the_same_document_as_runc_spec(tmp_path: Path) -> None:
     theirs = json.loads((tmp_path / "config.json").read_text())
     assert spec.default_spec() == theirs
     assert list(spec.default_spec()) == list(theirs)  # same key order too
+
+
+def test_in_container_paths_are_normalised() -> None:
+    doc = _doc()
+    doc["mounts"].append({"destination": "//data/./x/", "type": "tmpfs", "source": "t"})
+    doc["linux"]["maskedPaths"] = ["/proc//kcore/"]
+    s = _parse(doc)
+    assert s.mounts[-1].destination == "/data/x"
+    assert s.masked_paths == ["/proc/kcore"]
