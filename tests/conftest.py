@@ -90,7 +90,9 @@ class Roots:
 
     def leftovers(self) -> list[str]:
         found = [f"mount {m}" for m in leaks.mounts_under(str(self.base))]
-        found += [f"process {pid}: {cmd}" for pid, cmd in leaks.processes_mentioning(str(self.base))]
+        found += [
+            f"process {pid}: {cmd}" for pid, cmd in leaks.processes_mentioning(str(self.base))
+        ]
         found += [f"cgroup {d}" for d in leaks.cgroup_children(self.cgroup_parent)]
         return found
 

@@ -12,7 +12,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 import click
 import structlog

@@ -27,7 +27,7 @@ def rt(request: pytest.FixtureRequest, busybox_tar: Path) -> Iterator[client.Run
         yield fake
         return
     request.applymarker(pytest.mark.privileged)
-    from tests.conftest import _privileged_reason, REQUIRE_PRIVILEGED
+    from tests.conftest import REQUIRE_PRIVILEGED, _privileged_reason
 
     reason = _privileged_reason()
     if reason:
@@ -139,8 +139,11 @@ def test_update_in_place_keeps_the_container(rt: client.RuntimeClient) -> None:
     created = rt.create_container(_config("upd"))
     updated = rt.update_container(
         "upd",
-        client.ContainerUpdate(labels=(("x", "1"),), restart_policy="always",
-                               resources=client.ResourcesConfig(memory=64 << 20)),
+        client.ContainerUpdate(
+            labels=(("x", "1"),),
+            restart_policy="always",
+            resources=client.ResourcesConfig(memory=64 << 20),
+        ),
     )
     assert updated.id == created.id
     assert updated.config.labels == (("x", "1"),)

@@ -22,11 +22,16 @@ from tests.conftest import Roots
 PYRECONCILE = [sys.executable, "-m", "reconciler.cli"]
 
 
-def run(roots: Roots, *args: str, check: bool = True, timeout: float = 60,
-        input: str | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    roots: Roots, *args: str, check: bool = True, timeout: float = 60, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
-        [*PYRECONCILE, *args], env=roots.env(), capture_output=True, text=True,
-        timeout=timeout, input=input,
+        [*PYRECONCILE, *args],
+        env=roots.env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input,
     )
     if check and proc.returncode != 0:
         raise AssertionError(
@@ -96,9 +101,7 @@ def test_apply_runs_a_real_container(roots: Roots, busybox_tar: Path) -> None:
         for kind in ("pid", "mnt", "uts", "ipc", "net"):
             assert ns(pid, kind) != ns(os.getpid(), kind), kind
         with open(f"/proc/{pid}/environ", "rb") as f:
-            env = dict(
-                item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item
-            )
+            env = dict(item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item)
         assert env[b"GREETING"] == b"hi"
         assert os.readlink(f"/proc/{pid}/cwd") == "/tmp"
         logs = wait_until(
@@ -150,7 +153,9 @@ def test_diff_exit_codes_and_recreate(roots: Roots, busybox_tar: Path) -> None:
 
 def test_container_survives_a_killed_pyreconcile(roots: Roots, busybox_tar: Path) -> None:
     """SIGKILL the apply while it waits: the container runs on and is adopted."""
-    containers = WEB.format(greeting="a") + """\
+    containers = (
+        WEB.format(greeting="a")
+        + """\
 ---
 apiVersion: pyreconcile/v1
 kind: Container
@@ -161,10 +166,14 @@ spec:
   stopGracePeriod: 1s
   dependsOn: [{name: web, condition: completed}]
 """
+    )
     stack = write_stack(roots.base / "s3", busybox_tar, containers)
     apply = subprocess.Popen(
-        [*PYRECONCILE, "apply", "-f", str(stack)], env=roots.env(),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [*PYRECONCILE, "apply", "-f", str(stack)],
+        env=roots.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         web = wait_until(
@@ -231,9 +240,11 @@ def test_operator_stop_and_start(roots: Roots, busybox_tar: Path) -> None:
 
 @pytest.mark.parametrize("stdin", [True])
 def test_apply_from_stdin(roots: Roots, busybox_tar: Path, stdin: bool) -> None:
-    text = write_stack(roots.base / "s5", busybox_tar, WEB.format(greeting="in")).joinpath(
-        "stack.yaml"
-    ).read_text()
+    text = (
+        write_stack(roots.base / "s5", busybox_tar, WEB.format(greeting="in"))
+        .joinpath("stack.yaml")
+        .read_text()
+    )
     run(roots, "apply", "--stack", "s5", "-f", "-", input=text)
     try:
         assert ps(roots)["web"]["status"] == "running"

@@ -28,7 +28,11 @@ class _Stack:
 
 
 def doc(kind: str, name: str, spec: dict[str, Any] | None = None, **meta: Any) -> dict[str, Any]:
-    d: dict[str, Any] = {"apiVersion": "pyreconcile/v1", "kind": kind, "metadata": {"name": name, **meta}}
+    d: dict[str, Any] = {
+        "apiVersion": "pyreconcile/v1",
+        "kind": kind,
+        "metadata": {"name": name, **meta},
+    }
     if spec is not None:
         d["spec"] = spec
     return d
@@ -66,15 +70,21 @@ def observed_as_applied(
     for name, n in desired.networks.items():
         rec = canonical.object_record(n.spec, n.metadata_labels)
         nets[name] = model.ObservedObject(
-            "Network", name, runtime_name_for(desired.stack, name),
-            canonical.spec_hash(canonical.object_essence(rec)), rec,
+            "Network",
+            name,
+            runtime_name_for(desired.stack, name),
+            canonical.spec_hash(canonical.object_essence(rec)),
+            rec,
         )
     vols = {}
     for name, v in desired.volumes.items():
         rec = canonical.object_record(v.spec, v.metadata_labels)
         vols[name] = model.ObservedObject(
-            "Volume", name, runtime_name_for(desired.stack, name),
-            canonical.spec_hash(canonical.object_essence(rec)), rec,
+            "Volume",
+            name,
+            runtime_name_for(desired.stack, name),
+            canonical.spec_hash(canonical.object_essence(rec)),
+            rec,
         )
     containers = {}
     for name, c in desired.containers.items():
@@ -82,9 +92,14 @@ def observed_as_applied(
         rec = canonical.container_record(c, iid)
         over = status.get(name, {})
         containers[name] = model.ObservedContainer(
-            name=name, runtime_name=runtime_name_for(desired.stack, name), id="c" * 64,
-            spec_hash=canonical.spec_hash(canonical.container_essence(rec)), applied=rec,
-            image_id=iid, status=over.get("status", "running"),
-            exit_code=over.get("exitCode"), operator_stopped=over.get("operatorStopped", False),
+            name=name,
+            runtime_name=runtime_name_for(desired.stack, name),
+            id="c" * 64,
+            spec_hash=canonical.spec_hash(canonical.container_essence(rec)),
+            applied=rec,
+            image_id=iid,
+            status=over.get("status", "running"),
+            exit_code=over.get("exitCode"),
+            operator_stopped=over.get("operatorStopped", False),
         )
     return model.ObservedState(desired.stack, images, nets, vols, containers)

@@ -32,14 +32,24 @@ def stacks(draw: st.DrawFn) -> list[dict[str, Any]]:
         opts = draw(st.sampled_from([{}, {"driverOpts": {"type": "tmpfs", "device": "tmpfs"}}]))
         docs.append(doc("Volume", v, opts))
     for n in networks:
-        docs.append(doc("Network", n, {"subnet": draw(st.sampled_from(["10.89.1.0/24", "10.89.2.0/24"]))}))
+        docs.append(
+            doc("Network", n, {"subnet": draw(st.sampled_from(["10.89.1.0/24", "10.89.2.0/24"]))})
+        )
     for i, name in enumerate(containers):
         earlier = containers[:i]
         spec: dict[str, Any] = {
             "image": draw(st.sampled_from(["busybox", "alpine"])),
-            "env": draw(st.dictionaries(st.sampled_from(["A", "B"]), st.sampled_from(["1", "2"]), max_size=2)),
+            "env": draw(
+                st.dictionaries(
+                    st.sampled_from(["A", "B"]), st.sampled_from(["1", "2"]), max_size=2
+                )
+            ),
             "restart": draw(st.sampled_from(["no", "always", "on-failure:3"])),
-            "labels": draw(st.dictionaries(st.sampled_from(["x", "y"]), st.sampled_from(["1", "2"]), max_size=1)),
+            "labels": draw(
+                st.dictionaries(
+                    st.sampled_from(["x", "y"]), st.sampled_from(["1", "2"]), max_size=1
+                )
+            ),
         }
         if volumes and draw(st.booleans()):
             spec["mounts"] = [f"{draw(st.sampled_from(volumes))}:/data"]
@@ -127,7 +137,9 @@ def test_crash_loop_is_reported_not_repeated() -> None:
 
     rt = CrashingRuntime()
     rt.add_image("busybox")
-    desired = desired_from_docs("s", [doc("Container", "a", {"image": "busybox", "restart": "always"})])
+    desired = desired_from_docs(
+        "s", [doc("Container", "a", {"image": "busybox", "restart": "always"})]
+    )
     try:
         engine.apply(rt, desired)
     except engine.NotConverged as exc:

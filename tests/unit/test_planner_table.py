@@ -42,13 +42,17 @@ def test_plan_case(path: Path) -> None:
         applied_images = _ids(case.get("appliedImages", case.get("images", {})))
         observed = observed_as_applied(before, applied_images, case.get("status"))
         observed = model.ObservedState(
-            stack, {r: o for r, o in _store(images_now).items()}, observed.networks,
-            observed.volumes, observed.containers,
+            stack,
+            {r: o for r, o in _store(images_now).items()},
+            observed.networks,
+            observed.volumes,
+            observed.containers,
             frozenset(tuple(x) for x in case.get("foreign", [])),
         )
     else:
         observed = model.ObservedState(
-            stack, _store(images_now),
+            stack,
+            _store(images_now),
             foreign_names=frozenset(tuple(x) for x in case.get("foreign", [])),
         )
     for ref, digest in case.get("imageSources", {}).items():
@@ -57,7 +61,11 @@ def test_plan_case(path: Path) -> None:
         images = dict(observed.images)
         images[key] = model.ObservedImage(old.reference, old.id, old.digest, digest)
         observed = model.ObservedState(
-            stack, images, observed.networks, observed.volumes, observed.containers,
+            stack,
+            images,
+            observed.networks,
+            observed.volumes,
+            observed.containers,
             observed.foreign_names,
         )
     opts = case.get("options", {})
