@@ -231,7 +231,7 @@ class _runtime_errors:
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
-    ) -> bool:
+    ) -> Literal[False]:
         if isinstance(exc, errors.RuntimeError_):
             fail(str(exc))
         return False
