@@ -5,7 +5,12 @@ Order (each step needs the previous one):
 
 1. ``/`` gets ``linux.rootfsPropagation`` (default ``rslave``: host mounts
    still reach us, ours never reach the host), and the rootfs is bind-mounted
-   on itself so that it is a mount point ``pivot_root`` accepts.
+   on itself so that it is a mount point ``pivot_root`` accepts. ``pivot_root``
+   refuses shared mounts (and a bind of an unbindable one fails), so for
+   ``shared``/``unbindable`` the tree is ``rslave`` until after the pivot and
+   the new ``/`` gets the requested type then: a shared root is shared among
+   the container's own mounts and still a slave of the host, never a peer of
+   the host (runc fails outright there, opencontainers/runc#1755).
 2. ``mounts`` in config order. Every destination is resolved inside the
    rootfs by :mod:`runtime.oci.paths` and mounted onto through its fd
    (``/proc/self/fd/N`` of the *host's* procfs, which the container cannot
@@ -85,12 +90,13 @@ _LOCKED_FLAGS = rsys.MS_NOSUID | rsys.MS_NODEV | rsys.MS_NOEXEC  # statvfs f_fla
 def prepare(spec: config.Spec, cg: cgroups.Cgroup, cgroupns: bool) -> None:
     """Everything from step 1 to 5 above; on return ``/`` is the container's."""
     rootfs = spec.root_path
+    early, late = spec.rootfs_propagation, 0
+    if early & (rsys.MS_SHARED | rsys.MS_UNBINDABLE):
+        early, late = rsys.MS_SLAVE | rsys.MS_REC, early
     with errors.map_os_errors("make the mounts of / private to the container"):
-        rsys.mount(None, "/", None, spec.rootfs_propagation)
+        rsys.mount(None, "/", None, early)
     with errors.map_os_errors(f"bind the rootfs {rootfs} on itself"):
         rsys.mount(rootfs, rootfs, None, rsys.MS_BIND | rsys.MS_REC)
-        if spec.rootfs_propagation & rsys.MS_SHARED:
-            _make_parent_private(rootfs)
         root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         mounts = _effective_mounts(spec.mounts)
@@ -115,6 +121,9 @@ def prepare(spec: config.Spec, cg: cgroups.Cgroup, cgroupns: bool) -> None:
             os.chdir("/")
     finally:
         os.close(root_fd)
+    if late:
+        with errors.map_os_errors("set linux.rootfsPropagation on the container's /"):
+            rsys.mount(None, "/", None, late)
     if spec.root_readonly:
         with errors.map_os_errors("remount the container's / read-only"):
             _remount("/", rsys.MS_RDONLY)
@@ -334,16 +343,3 @@ def _check_null(root_fd: int, null: int, check_dev: bool) -> None:
             "/dev/null in the container is not the char device 1:3 this runtime created: "
             "refusing to mask paths with it"
         )
-
-
-def _make_parent_private(rootfs: str) -> None:
-    """pivot_root refuses a new root whose parent mount is shared (rshared configs)."""
-    parent = os.path.dirname(rootfs)
-    best = "/"
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            point = line.split()[4].replace("\\040", " ")
-            inside = parent == point or parent.startswith(point.rstrip("/") + "/")
-            if inside and len(point) > len(best):
-                best = point
-    rsys.mount(None, best, None, rsys.MS_PRIVATE)

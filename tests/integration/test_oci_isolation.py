@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+import runtime.sys as rsys
 from runtime import errors
 from runtime.oci import cgroups, lifecycle, state
 from tests.integration import test_oci_support as support
@@ -274,3 +275,32 @@ def test_an_unlisted_device_is_denied_by_the_devices_cgroup(oci: support.Env) ->
     r = oci.run("deny", ["sh", "-c", script], configure)
     assert r.code != 0
     assert "Operation not permitted" in r.err
+
+
+@pytest.mark.parametrize(
+    ("propagation", "tags"),
+    [(None, ["master"]), ("rprivate", []), ("rshared", ["master", "shared"])],
+)
+def test_rootfs_propagation(oci: support.Env, propagation: str | None, tags: list[str]) -> None:
+    """With the rootfs on a shared mount of the host, "/" in the container is
+    a slave of it by default (host mounts reach in, none leak out), private
+    with rprivate, and with rshared shared among the container's mounts while
+    still a slave of the host (pivot_root refuses a shared root: see rootfs.py)."""
+    shared = oci.base / "shared-rootfs"
+    shared.mkdir()
+    rsys.mount(str(oci.rootfs), str(shared), None, rsys.MS_BIND | rsys.MS_REC)
+    try:
+        rsys.mount(None, str(shared), None, rsys.MS_SHARED)
+
+        def configure(doc: dict[str, Any]) -> None:
+            doc["root"]["path"] = str(shared)
+            if propagation:
+                doc["linux"]["rootfsPropagation"] = propagation
+
+        cid = f"prop-{propagation or 'default'}"
+        r = oci.run(cid, ["awk", '$5 == "/"', "/proc/self/mountinfo"], configure)
+    finally:
+        rsys.umount2(str(shared), rsys.MNT_DETACH)
+    [line] = r.lines()
+    optional = line.split(" - ")[0].split()[6:]  # the optional fields of mountinfo
+    assert sorted(o.split(":")[0] for o in optional) == tags, line
