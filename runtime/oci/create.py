@@ -8,12 +8,11 @@ removed — and the init's own message is raised in its category.
 
 from __future__ import annotations
 
-import fcntl
 import os
 
 from runtime import errors
 from runtime.oci import cgroups, config, init, state
-from runtime.shim import jsonio, statedir
+from runtime.shim import jsonio
 from runtime.sys import caps
 
 __all__ = ["create"]
@@ -123,11 +122,7 @@ def _open_fds(ctx: init.Context, cdir: str, opened: list[int]) -> None:
 def _above(fd: int, preserve_fds: int, opened: list[int]) -> int:
     """Move ``fd`` (listed in ``opened``) above 0..2 and the preserved range, so
     that neither the stdio dup2s nor ``preserve_fds`` can clash with it."""
-    floor = 3 + preserve_fds
-    if fd >= floor:
-        return fd
-    new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor)
-    os.close(fd)
+    new = init.move_above(fd, 3 + preserve_fds)
     opened[opened.index(fd)] = new
     return new
 
@@ -173,7 +168,7 @@ def _reap(pid: int) -> None:
 
 def _write_pid_file(path: str, pid: int) -> None:
     with errors.map_os_errors(f"write the pid file {path}"):
-        statedir.write_atomic(os.path.abspath(path), str(pid).encode())
+        state.write_file(os.path.abspath(path), str(pid).encode(), 0o644)
 
 
 def _undo(root: str, rec: state.Record, exc: BaseException) -> None:

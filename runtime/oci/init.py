@@ -3,16 +3,22 @@
 ``create`` (in the caller, e.g. the shim) forks the **intermediate**, which
 joins the namespaces given by path, ``unshare``s the new ones (a new pid
 namespace only applies to its children), forks the **init** (pid 1 of that
-namespace), writes the init's pid into the container's ``cgroup.procs``
-(through fds the caller opened, so a joined mount namespace does not matter),
-tells the caller the pid, releases the init and exits. The init is thereby
-reparented to the caller's nearest child subreaper — the shim.
+namespace), tells the caller the pid, releases the init (``g`` on a pipe),
+writes the init's pid into the container's ``cgroup.procs`` (through fds the
+caller opened, so a joined mount namespace does not matter), says so (``j``)
+and exits. The init is thereby reparented to the caller's nearest child
+subreaper — the shim.
 
-The init waits for that release (so it is in its cgroup before anything
-else, and a private cgroup namespace is rooted there), then sets itself up:
-session, stdio, ``lo``, hostname, sysctls, oom_score_adj, rlimits, the rootfs
-(:mod:`runtime.oci.rootfs`) and the process (:mod:`runtime.oci.process`);
-marks every fd >= 3 close-on-exec except ``preserve_fds``; reports ``ready``;
+Joining a cgroup is the slow step of create when the host is idle: the
+kernel's cgroup_threadgroup_rwsem waits for an RCU grace period (6-13 ms
+measured here). So the init does its own setup meanwhile — session, stdio,
+``lo``, hostname, sysctls, oom_score_adj, rlimits, the rootfs
+(:mod:`runtime.oci.rootfs`) and the process (:mod:`runtime.oci.process`) —
+and waits for ``j`` only before it reports ready, or before anything else
+when it must create a cgroup namespace (which is rooted at the cgroup it is
+in). Pages it touches meanwhile are charged to the caller's cgroup and freed
+at exec. Then it marks every fd >= 3 close-on-exec except ``preserve_fds``;
+reports ``ready``;
 then blocks opening ``exec.fifo`` for writing until ``start`` opens it for
 reading, and execs. Both processes are ``PR_SET_DUMPABLE=0`` throughout, so
 no container process can ptrace them or open their ``/proc/<pid>`` entries.
@@ -41,7 +47,7 @@ from runtime.oci import cgroups, config, process, rootfs, state
 from runtime.shim import jsonio
 from runtime.sys import netdev
 
-__all__ = ["Context", "intermediate", "send"]
+__all__ = ["Context", "intermediate", "move_above", "send"]
 
 _CLONE_FLAGS = {
     "pid": rsys.CLONE_NEWPID,
@@ -118,7 +124,8 @@ def intermediate(ctx: Context) -> None:
         if flags:
             with errors.map_os_errors("create the container's namespaces"):
                 rsys.unshare(flags)
-        go_r, go_w = os.pipe2(os.O_CLOEXEC)
+        floor = 3 + ctx.preserve_fds  # clear of the stdio dup2s and the preserved fds
+        go_r, go_w = (move_above(fd, floor) for fd in os.pipe2(os.O_CLOEXEC))
         pid = os.fork()
         if pid == 0:
             os.close(go_w)
@@ -126,10 +133,11 @@ def intermediate(ctx: Context) -> None:
         os.close(go_r)
         try:
             send(ctx.sync_w, {"type": "pid", "pid": pid})
+            os.write(go_w, b"g")
             for fd in ctx.procs_fds:
                 with errors.map_os_errors(f"move the container's init {pid} into its cgroup"):
                     os.write(fd, str(pid).encode())
-            os.write(go_w, b"g")
+            os.write(go_w, b"j")
         except BaseException:
             os.kill(pid, 9)
             raise
@@ -145,13 +153,14 @@ def _container_init(ctx: Context, go_r: int) -> None:
     ready = False
     try:
         rsys.prctl(rsys.PR_SET_DUMPABLE, 0)
-        if os.read(go_r, 1) != b"g":
-            os._exit(1)  # the intermediate failed and has reported why
-        os.close(go_r)
+        _wait_for(go_r, b"g")
         os.setsid()
         os.umask(0)
         spec = ctx.spec
+        joined = False
         if "cgroup" in spec.namespaces and spec.namespaces["cgroup"] is None:
+            _wait_for(go_r, b"j")
+            joined = True
             with errors.map_os_errors("create the cgroup namespace"):
                 rsys.unshare(rsys.CLONE_NEWCGROUP)
         _setup_stdio(ctx)
@@ -164,6 +173,9 @@ def _container_init(ctx: Context, go_r: int) -> None:
                 os.set_inheritable(fd, True)
             except OSError:
                 pass
+        if not joined:
+            _wait_for(go_r, b"j")
+        os.close(go_r)
         send(ctx.sync_w, {"type": "ready"})
         ready = True
         fifo = os.open(state.FIFO, os.O_WRONLY | os.O_CLOEXEC, dir_fd=ctx.state_fd)
@@ -177,6 +189,23 @@ def _container_init(ctx: Context, go_r: int) -> None:
         else:
             _stderr(f"pyreconcile-runc: container init: {exc}\n")
     os._exit(127 if ready else 1)
+
+
+def move_above(fd: int, floor: int) -> int:
+    """``fd`` if it is >= ``floor``, else a close-on-exec copy at or above it
+    (the original is closed)."""
+    if fd >= floor:
+        return fd
+    new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor)
+    os.close(fd)
+    return new
+
+
+def _wait_for(go_r: int, step: bytes) -> None:
+    """Block until the intermediate reports ``step``; if it died instead, it has
+    reported why to the caller, so just go."""
+    if os.read(go_r, 1) != step:
+        os._exit(1)
 
 
 def _setup_stdio(ctx: Context) -> None:
