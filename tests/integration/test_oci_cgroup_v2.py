@@ -31,7 +31,8 @@ rsys.unshare(rsys.CLONE_NEWNS)
 rsys.mount(None, "/", None, rsys.MS_REC | rsys.MS_PRIVATE)
 rsys.mount("cgroup2", "/sys/fs/cgroup", "cgroup2", rsys.MS_NOSUID | rsys.MS_NODEV | rsys.MS_NOEXEC)
 report = {"v2": cgroups.discover().v2}
-script = ("grep ^0:: /proc/self/cgroup; grep ' /sys/fs/cgroup ' /proc/self/mountinfo | cut -d' ' -f9;"
+script = ("grep ^0:: /proc/self/cgroup;"
+          "grep ' /sys/fs/cgroup ' /proc/self/mountinfo | cut -d' ' -f9;"
           "ls /sys/fs/cgroup | grep -c cgroup.procs")
 with support.environment(Path(base), Path(rootfs), parent) as env:
     for cid, cgroupns in (("plain", False), ("withns", True)):
