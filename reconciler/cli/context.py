@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import click
 
 from reconciler import labels as L
-from reconciler.plan import runtime_name_for
+from reconciler.naming import runtime_name_for
 from runtime import client, errors
 
 
@@ -19,6 +19,7 @@ from runtime import client, errors
 class Context:
     root: str | None
     run_root: str | None
+    verbosity: int = 0
     _runtime: client.RuntimeClient | None = None
 
     @property

@@ -12,17 +12,19 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from typing import Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import click
-import structlog
 
-from reconciler import desired as desired_mod
-from reconciler import engine, execute, load, render
 from reconciler.cli import context as ctx_mod
 from reconciler.cli import inspect_cmds
-from reconciler.plan import model
 from runtime import errors
+
+if TYPE_CHECKING:
+    from reconciler.plan import model
+
+# The commands import the loader, planner and engine when they run: `ps` and
+# `logs` need none of them, and every CLI start pays for what is imported here.
 
 FILES = click.option(
     "-f",
@@ -36,6 +38,8 @@ STACK = click.option("--stack", help="stack name (default: metadata.stack or the
 
 
 def _configure_logging(verbosity: int) -> None:
+    import structlog
+
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
     structlog.configure(
         processors=[
@@ -62,13 +66,16 @@ def fail(message: str, code: int = 1) -> NoReturn:
 @click.pass_context
 def cli(click_ctx: click.Context, root: str | None, run_root: str | None, verbose: int) -> None:
     """Declarative containers for one Linux host."""
-    _configure_logging(verbose)
     context = ctx_mod.Context(root=root, run_root=run_root)
+    context.verbosity = verbose
     click_ctx.obj = context
     click_ctx.call_on_close(context.close)
 
 
 def _load(files: tuple[str, ...], stack: str | None) -> model.DesiredState:
+    from reconciler import desired as desired_mod
+    from reconciler import load
+
     try:
         loaded = load.load_stack(list(files), stack=stack)
     except load.LoadError as exc:
@@ -82,6 +89,8 @@ def _load(files: tuple[str, ...], stack: str | None) -> model.DesiredState:
 
 
 def _progress(quiet: bool) -> Callable[[str, model.Action, str], None]:
+    from reconciler import render
+
     def emit(event: str, action: model.Action, detail: str) -> None:
         if quiet:
             return
@@ -117,6 +126,10 @@ def apply(
     quiet: bool,
 ) -> None:
     """Make the host match the manifests."""
+    from reconciler import engine, execute
+    from reconciler.plan import model
+
+    _configure_logging(context.verbosity)
     desired = _load(files, stack)
     with _runtime_errors(), context.stack_lock(desired.stack):
         result = engine.apply(
@@ -162,6 +175,10 @@ def diff(
     prune_volumes: bool,
 ) -> None:
     """Show what apply would change; the exit code tells CI whether the host drifted."""
+    from reconciler import engine, render
+    from reconciler.plan import model
+
+    _configure_logging(context.verbosity)
     error_code = 1 if exit_code_style == "terraform" else 2
     try:
         desired = _load(files, stack)
@@ -206,6 +223,9 @@ def delete(
     quiet: bool,
 ) -> None:
     """Remove every object of a stack (volumes are kept unless --volumes)."""
+    from reconciler import engine
+
+    _configure_logging(context.verbosity)
     if files:
         stack = _load(files, stack).stack
     if not stack:

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from reconciler.naming import runtime_name_for
 from reconciler.plan import canonical, model
 from schemas import manifests
 
@@ -125,11 +126,6 @@ def _foreign_conflicts(
                     "remove or rename it, or rename this object",
                     blocking=True,
                 )
-
-
-def runtime_name_for(stack: str, name: str) -> str:
-    """The host-wide name of a stack's object: ``<stack>_<name>`` (no DNS label has ``_``)."""
-    return f"{stack}_{name}"
 
 
 def _plan_images(
