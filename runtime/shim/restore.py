@@ -46,18 +46,36 @@ class ShimStatus:
 
 
 def shim_alive(bundle: str) -> bool:
-    """Whether a shim holds the lock on ``<bundle>/shim.pid`` (no pid guessing)."""
+    """Whether the shim of ``bundle`` is alive: it holds the flock on ``shim.pid``.
+
+    The lock, not the pid, is the proof (no pid reuse to guess around). One
+    exception: in builtin mode the container's init is forked from the shim and
+    holds a copy of the lock's fd until it execs, a few ms after ``start``; a
+    shim killed in that window leaves the lock held by the init. So a held lock
+    whose pid is dead (or a zombie) does not count.
+    """
+    pid_file = statedir.path(bundle, statedir.SHIM_PID)
     try:
-        fd = os.open(statedir.path(bundle, statedir.SHIM_PID), os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(pid_file, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
-        return True
+        pid = statedir.read_pid(pid_file)
+        return pid is None or _running(pid)  # no pid yet: a shim is starting
     finally:
         os.close(fd)  # closing releases our shared lock, if we got it
     return False
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except FileNotFoundError:
+        return False
+    return stat[stat.rindex(b")") + 2 :][:1] not in (b"Z", b"X")
 
 
 def probe(bundle: str, *, timeout: float = 2.0) -> ShimStatus:

@@ -121,6 +121,7 @@ class Supervisor:
         stdin = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        begun = time.monotonic()
         try:
             pid = self.runtime.create(
                 self.bundle, statedir.path(self.bundle, statedir.INIT_PID), stdin, out_w, err_w
@@ -146,6 +147,7 @@ class Supervisor:
             )
         self._oom_path = cgroups.oom_counter_path(pid)
         self._oom_base = cgroups.read_oom_kills(self._oom_path)
+        created = time.monotonic()
         try:
             self.runtime.start()
         except errors.RuntimeError_:
@@ -154,7 +156,11 @@ class Supervisor:
         self.status = RUNNING
         self.started_at = time.time()
         self._started_mono = time.monotonic()
-        self.events.info("container_started", pid=pid, restart_count=self.restart_count)
+        self.events.info(
+            "container_started", pid=pid, restart_count=self.restart_count,
+            create_ms=round((created - begun) * 1000, 1),
+            start_ms=round((self._started_mono - created) * 1000, 1),
+        )  # fmt: skip
 
     def _abort_run(self) -> None:
         """A run that failed between create and start: remove it, reap its init."""

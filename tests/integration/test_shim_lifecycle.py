@@ -142,6 +142,18 @@ def test_kill_and_wait(shim_env: ShimEnv) -> None:
     assert c.wait_exit_file()["exit_code"] == 137
 
 
+def test_kill_all_goes_through_the_runtime(shim_env: ShimEnv) -> None:
+    c = shim_env.container(["sh", "-c", "sleep 1000 & sleep 1000 & echo up; wait"])
+    c.spawn()
+    wait_until(lambda: any(e["log"] == "up\n" for e in c.logs()), what="the children")
+    state = c.client().kill("KILL", all=True)
+    assert state["status"] in ("running", "stopped")
+    assert c.client().wait(timeout=10)["exit_code"] == 137
+    with pytest.raises(errors.Unavailable):  # gone: a kill now has no shim to talk to
+        c.wait_shim_gone()
+        c.client().kill("TERM")
+
+
 def test_the_shim_ignores_sigterm_sigint_and_sighup(shim_env: ShimEnv) -> None:
     c = shim_env.container(SLEEPER)
     info = c.spawn()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from runtime import errors
@@ -12,6 +14,20 @@ __all__ = ["shim_env"]
 
 CRASHER = ["sh", "-c", "echo run; exit 1"]
 SERVER = ["sh", "-c", "echo run; while :; do sleep 1; done"]
+
+
+def _zombie_children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except FileNotFoundError:
+                continue
+            if fields[0] == "Z" and int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
 
 
 def _starts(c: object) -> list[float]:
@@ -72,7 +88,12 @@ def test_always_with_a_crash_loop_backs_off_and_stop_ends_it(shim_env: ShimEnv) 
     c = shim_env.container(CRASHER)
     c.spawn(restart_policy="always")
     client = c.client()
-    wait_until(lambda: client.state()["restart_count"] >= 3, what="three restarts")
+    state = wait_until(lambda: (s := client.state())["restart_count"] >= 3 and s, what="restarts")
+    # every child is reaped: the runtime's processes and each run's init
+    shim_pid = state["shim_pid"]
+    assert isinstance(shim_pid, int)
+    # (a run that just exited is a zombie until the shim's next turn: none may pile up)
+    wait_until(lambda: _zombie_children(shim_pid) == [], what="no zombie children")
     result = client.stop(timeout=5)
     count = result["restart_count"]
     assert isinstance(count, int) and count >= 3
