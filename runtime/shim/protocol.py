@@ -8,6 +8,20 @@ Request::
     {"op": "stop", "signal": "SIGTERM", "timeout": 10.0}      # both optional
     {"op": "shutdown"}
 
+Every op answers with the container's state: ``id``, ``status`` (running |
+restarting | stopped), ``pid`` (the init, while running), ``shim_pid``,
+``restart_policy``, ``restart_count``, ``stop_requested``, ``final`` (stopped
+for good: the shim is exiting), and the last exit: ``exit_code``, ``signal``,
+``started_at``, ``finished_at`` (unix seconds), ``oom_killed``, ``error`` (why
+the last restart failed). ``wait`` answers when the container has stopped for
+good (``stopped``, the default) or is not running (``not-running``: at once
+if it is not), or with ``timed_out: true``; ``stop`` sends the signal (default:
+the shim's ``--stop-signal``), SIGKILLs after ``timeout`` (default:
+``--stop-timeout``), never restarts, and answers once stopped for good;
+``kill`` needs a running container (``all``: every process of its cgroup, via
+the runtime); ``shutdown`` ends a shim whose container is not running (and
+cancels a pending restart).
+
 Any request may carry an ``"id"``, echoed in its reply (replies to ``wait``
 and ``stop`` are deferred, so on one connection they can come after replies
 to later requests). Reply::

@@ -168,7 +168,11 @@ class Supervisor:
             self.runtime.delete(force=True)
         except errors.RuntimeError_ as exc:
             self.events.warning("container_delete_failed", error=str(exc))
-        if self.init_pid is not None:
+        if self.init_pid is not None and _parent_of(self.init_pid) == os.getpid():
+            try:  # in case delete could not: ours and unreaped, so the pid is still its
+                os.kill(self.init_pid, signals.SIGKILL)
+            except ProcessLookupError:
+                pass
             try:
                 os.waitpid(self.init_pid, 0)
             except ChildProcessError:

@@ -13,9 +13,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from tests.integration.test_shim_support import ShimEnv, shim_env
 
@@ -57,7 +56,7 @@ def _import_ms(builtin: bool) -> float:
     return best
 
 
-def test_shim_footprint(shim_env: ShimEnv, record_property: pytest.RecordProperty) -> None:
+def test_shim_footprint(shim_env: ShimEnv, record_property: Callable[[str, object], None]) -> None:
     started = time.monotonic()
     infos = [shim_env.container(["sleep", "1000"], name=f"fp{i}").spawn() for i in range(10)]
     spawn_ms = (time.monotonic() - started) * 100  # per shim

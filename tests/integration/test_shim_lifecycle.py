@@ -249,3 +249,33 @@ def test_bad_options_are_refused_before_anything_starts(shim_env: ShimEnv) -> No
     with pytest.raises(errors.InvalidSpec, match="SIGWHAT"):
         c.spawn(stop_signal="SIGWHAT")
     assert os.listdir(c.bundle) == ["config.json"]
+
+
+def test_an_oom_kill_is_recorded(shim_env: ShimEnv) -> None:
+    hog = "echo up; x=$(head -c 200000000 /dev/zero | tr '\\0' x); echo survived"
+    c = shim_env.container(["sh", "-c", hog], memory_limit=16 * 1024 * 1024)
+    c.spawn()
+    record = c.wait_exit_file(timeout=60)
+    assert record["exit_code"] == 137 and record["signal"] == signal.SIGKILL
+    assert record["oom_killed"] is True
+    assert [e["log"] for e in c.logs()] == ["up\n"]
+
+
+def test_the_console_script_starts_a_detached_shim(shim_env: ShimEnv) -> None:
+    c = shim_env.container(SLEEPER)
+    script = Path(sys.executable).parent / "pyreconcile-shim"
+    proc = subprocess.run(
+        [str(script), *c.options().argv()], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["event"] == "ready" and result["socket"] == c.socket_path
+    assert ppid_of(result["pid"]) == 1
+    assert c.client().state()["pid"] == result["init_pid"]
+    # the same command again is refused: the container has a live shim
+    again = subprocess.run(
+        [str(script), *c.options().argv()], capture_output=True, text=True, timeout=60
+    )
+    assert again.returncode == 1
+    assert json.loads(again.stdout)["category"] == "AlreadyExists"
+    c.client().stop(signal="KILL")

@@ -16,6 +16,12 @@ CRASHER = ["sh", "-c", "echo run; exit 1"]
 SERVER = ["sh", "-c", "echo run; while :; do sleep 1; done"]
 
 
+def _count(state: dict[str, object]) -> int:
+    count = state["restart_count"]
+    assert isinstance(count, int)
+    return count
+
+
 def _zombie_children(pid: int) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):
@@ -88,7 +94,12 @@ def test_always_with_a_crash_loop_backs_off_and_stop_ends_it(shim_env: ShimEnv) 
     c = shim_env.container(CRASHER)
     c.spawn(restart_policy="always")
     client = c.client()
-    state = wait_until(lambda: (s := client.state())["restart_count"] >= 3 and s, what="restarts")
+
+    def restarted_thrice() -> dict[str, object] | None:
+        state = client.state()
+        return state if _count(state) >= 3 else None
+
+    state = wait_until(restarted_thrice, what="three restarts")
     # every child is reaped: the runtime's processes and each run's init
     shim_pid = state["shim_pid"]
     assert isinstance(shim_pid, int)
@@ -109,7 +120,7 @@ def test_shutdown_cancels_a_pending_restart(shim_env: ShimEnv) -> None:
     c.spawn(restart_policy="always")
     client = c.client()
     # wait for a backoff long enough to catch it in the restarting state
-    wait_until(lambda: client.state()["restart_count"] >= 4, what="a long backoff")
+    wait_until(lambda: _count(client.state()) >= 4, what="a long backoff")
 
     def restarting() -> bool:
         try:

@@ -187,7 +187,7 @@ class ShimEnv:
                     c.client(timeout=5).stop(signal="SIGKILL", timeout=1)
                 except errors.RuntimeError_:
                     os.kill(shim_pid, signal.SIGKILL)
-                wait_until(lambda b=str(c.bundle): not restore.shim_alive(b), 10, "the shim to go")
+                _wait_gone(str(c.bundle))
             c.runtime_delete()
         for d in leaks.cgroup_dirs(self.roots.cgroup_parent):
             for sub, dirs, _ in sorted(os.walk(d, topdown=False), reverse=True):
@@ -200,6 +200,10 @@ class ShimEnv:
                 os.rmdir(d)
             except OSError:
                 pass
+
+
+def _wait_gone(bundle: str) -> None:
+    wait_until(lambda: not restore.shim_alive(bundle), 10, f"the shim of {bundle} to go")
 
 
 _BASE_CONFIG: dict[str, Any] | None = None
