@@ -1,0 +1,37 @@
+"""Stable names of contestants and cases (they key the JSON and the goals)."""
+
+from __future__ import annotations
+
+# start
+PYR_SHIM = "pyreconcile (shim path)"
+PYR_RUNC = "pyreconcile-runc run"
+RUNC = "runc run"
+CRUN = "crun run"
+DOCKER_RUN = "docker run --rm"
+PODMAN_RUN = "podman run --rm"
+START_CASE = "/bin/true: create → start → wait → delete"
+
+# apply
+PYR_APPLY = "pyreconcile apply"
+COMPOSE = "docker-compose + dockerd"
+PODMAN_KUBE = "podman kube play"
+APPLY_PHASES = ("cold apply", "no-op re-apply", "one-container change", "teardown")
+
+
+def apply_case(n: int, phase: str) -> str:
+    return f"N={n}: {phase}"
+
+
+# memory
+PYR_SHIM_PROC = "pyreconcile shim"
+CONTAINERD_SHIM = "containerd-shim-runc-v2"
+CONMON = "conmon"
+MEMORY_PSS_CASE = "PSS per container's supervising process, 20 running"
+MEMORY_RSS_CASE = "RSS per container's supervising process, 20 running"
+
+# diff
+PYR_DIFF = "pyreconcile diff"
+
+
+def diff_case(n: int, state: str) -> str:
+    return f"N={n} containers: {state}"
