@@ -1,6 +1,6 @@
 """``python -m bench``: run suites, show the peers, re-render a results file.
 
-    python -m bench run [SUITE…] [--quick] [--install] [--runs N] [--out DIR]
+    python -m bench run [SUITE…] [--quick] [--install] [--runs N] [--out DIR] [--without PEER]
     python -m bench peers [--install]
     python -m bench render [--json PATH] [--doc docs/benchmarks.md]
 
@@ -46,6 +46,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.install:
         peers.install()
     found = peers.detect()
+    for name in args.without:
+        if name not in found:
+            _log(f"error: unknown peer {name!r} for --without; choose from {', '.join(found)}")
+            return 2
+        found[name] = peers.Peer(name, None, missing="left out with --without")
     for name, peer in found.items():
         _log(
             f"peer {name}: {peer.path} {peer.version}"
@@ -66,6 +71,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     ws = workspace.Workspace()
     ctx = context.Context(ws, found, sizes, _log)
+    if os.environ.pop("PYTHONDONTWRITEBYTECODE", None) is not None:
+        # this sandbox sets it; an installed pyreconcile (like Debian's docker-compose)
+        # has its bytecode cached, so every Python contestant may cache it here too
+        ctx.notes.append(
+            "PYTHONDONTWRITEBYTECODE was set in the environment and was unset for the run, "
+            "so that Python contestants cache their bytecode (as an installed package does)"
+        )
     try:
         for suite in chosen:
             _log(f"== {suite}")
@@ -127,6 +139,13 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--install", action="store_true", help="apt-get install missing peers")
     run.add_argument("--runs", type=int, help="measured runs (rounds) for every suite")
     run.add_argument("--out", default=RESULTS, help="directory for latest.json and latest.md")
+    run.add_argument(
+        "--without",
+        action="append",
+        default=[],
+        metavar="PEER",
+        help="treat a peer as missing (e.g. --without dockerd); repeatable",
+    )
     run.set_defaults(func=cmd_run)
     p = sub.add_parser("peers", help="show the peers found (and install missing ones)")
     p.add_argument("--install", action="store_true")

@@ -211,11 +211,6 @@ class KubePlay:
         return []
 
 
-def _version(ctx: context.Context, peer: str) -> str:
-    p = ctx.peers.get(peer)
-    return p.version if p is not None and p.ok else ""
-
-
 def run(ctx: context.Context) -> list[results.CaseResult]:
     cases = []
     sizes = ctx.sizes
@@ -226,13 +221,13 @@ def run(ctx: context.Context) -> list[results.CaseResult]:
                 names.COMPOSE,
                 False,
                 functools.partial(ComposeApply, ctx, n),
-                f"{_version(ctx, 'docker-compose')}, dockerd {_version(ctx, 'dockerd')}",
+                common.versions(ctx, "docker-compose", "dockerd"),
             ),
             common.Entry(
                 names.PODMAN_KUBE,
                 False,
                 functools.partial(KubePlay, ctx, n),
-                _version(ctx, "podman"),
+                common.versions(ctx, "podman"),
             ),
         ]
         ran = common.run_entries(ctx, entries, sizes.apply_runs, sizes.apply_warmup, f"apply N={n}")

@@ -14,7 +14,7 @@ from typing import Protocol
 
 from bench import context, interleave, results
 
-__all__ = ["Contestant", "Entry", "Ran", "case", "run_entries"]
+__all__ = ["Contestant", "Entry", "Ran", "case", "run_entries", "versions"]
 
 
 class Contestant(Protocol):
@@ -120,3 +120,15 @@ def case(
             )
         )
     return results.CaseResult(suite, title, unit, contestants, note)
+
+
+def versions(ctx: context.Context, first: str, *others: str) -> str:
+    """``"1.29.2, dockerd 20.10.24"``: the first peer's version, then the others' by name
+    (only those found)."""
+    parts = []
+    for i, name in enumerate((first, *others)):
+        peer = ctx.peers.get(name)
+        if peer is None or not peer.ok:
+            continue
+        parts.append(peer.version if i == 0 else f"{name} {peer.version}")
+    return ", ".join(parts)

@@ -145,11 +145,6 @@ class Conmons:
         return []
 
 
-def _version(ctx: context.Context, peer: str) -> str:
-    p = ctx.peers.get(peer)
-    return p.version if p is not None and p.ok else ""
-
-
 def run(ctx: context.Context) -> list[results.CaseResult]:
     count = ctx.sizes.memory_containers
     entries = [
@@ -158,13 +153,13 @@ def run(ctx: context.Context) -> list[results.CaseResult]:
             names.CONTAINERD_SHIM,
             False,
             lambda: DockerShims(ctx, count),
-            f"containerd {_version(ctx, 'containerd')}, dockerd {_version(ctx, 'dockerd')}",
+            common.versions(ctx, "containerd", "dockerd"),
         ),
         common.Entry(
             names.CONMON,
             False,
             lambda: Conmons(ctx, count),
-            f"{_version(ctx, 'conmon')}, podman {_version(ctx, 'podman')}",
+            common.versions(ctx, "conmon", "podman"),
         ),
     ]
     ran = common.run_entries(ctx, entries, ctx.sizes.memory_rounds, 0, SUITE)

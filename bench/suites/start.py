@@ -15,6 +15,7 @@ docker and podman; the default spec's new netns for the bundle runtimes):
 
 from __future__ import annotations
 
+import functools
 import time
 
 from bench import context, images, names, proc, results
@@ -94,19 +95,7 @@ class CliRun:
         return []
 
 
-class Bundle:
-    def __init__(self, runtime: oci.BundleRuntime) -> None:
-        self._runtime = runtime
-        self.name = runtime.name
-
-    def cycle(self) -> dict[str, float]:
-        return self._runtime.cycle()
-
-    def close(self) -> list[str]:
-        return self._runtime.close()
-
-
-def _bundle(ctx: context.Context, name: str, peer: str | None, label: str) -> Bundle:
+def _bundle(ctx: context.Context, name: str, peer: str | None, label: str) -> oci.BundleRuntime:
     binary = pyrec.binary("pyreconcile-runc") if peer is None else ctx.peer(peer).path or peer
     spec = [pyrec.binary("pyreconcile-runc"), "spec"]
     runner: oci.Runner = oci.LocalRunner()
@@ -114,9 +103,7 @@ def _bundle(ctx: context.Context, name: str, peer: str | None, label: str) -> Bu
         ctx.peer("unshare")
         runner = oci.NsRunner(ctx.ws.path("oci-crun") + "/nsrunner.log")
     try:
-        return Bundle(
-            oci.BundleRuntime(ctx.ws, name, binary, label, ctx.rootfs.directory, spec, runner)
-        )
+        return oci.BundleRuntime(ctx.ws, name, binary, label, ctx.rootfs.directory, spec, runner)
     except Exception:
         runner.close()
         raise
@@ -137,22 +124,20 @@ def _podman(ctx: context.Context) -> CliRun:
     return CliRun(names.PODMAN_RUN, argv, p.env())
 
 
-def _version(ctx: context.Context, peer: str) -> str:
-    p = ctx.peers.get(peer)
-    return p.version if p is not None and p.ok else ""
-
-
 def run(ctx: context.Context) -> list[results.CaseResult]:
+    v = functools.partial(common.versions, ctx)
     entries = [
         common.Entry(names.PYR_SHIM, True, lambda: ShimPath(ctx)),
         common.Entry(names.PYR_RUNC, True, lambda: _bundle(ctx, names.PYR_RUNC, None, "pyrunc")),
-        common.Entry(names.RUNC, False, lambda: _bundle(ctx, names.RUNC, "runc", "runc"),
-                     _version(ctx, "runc")),
-        common.Entry(names.CRUN, False, lambda: _bundle(ctx, names.CRUN, "crun", "crun"),
-                     _version(ctx, "crun")),
-        common.Entry(names.DOCKER_RUN, False, lambda: _docker(ctx), _version(ctx, "dockerd")),
-        common.Entry(names.PODMAN_RUN, False, lambda: _podman(ctx), _version(ctx, "podman")),
-    ]  # fmt: skip
+        common.Entry(
+            names.RUNC, False, lambda: _bundle(ctx, names.RUNC, "runc", "runc"), v("runc")
+        ),
+        common.Entry(
+            names.CRUN, False, lambda: _bundle(ctx, names.CRUN, "crun", "crun"), v("crun")
+        ),
+        common.Entry(names.DOCKER_RUN, False, lambda: _docker(ctx), v("dockerd")),
+        common.Entry(names.PODMAN_RUN, False, lambda: _podman(ctx), v("podman")),
+    ]
     sizes = ctx.sizes
     ran = common.run_entries(ctx, entries, sizes.start_runs, sizes.start_warmup, SUITE)
     cases = [common.case(SUITE, names.START_CASE, "s", ran, "total")]
