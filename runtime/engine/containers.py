@@ -279,7 +279,8 @@ class Containers:
                 shim.stop(sig, timeout)
             except errors.Unavailable:
                 pass  # it ended between the check and the call
-            _wait_shim_exit(shim_dir)
+        # the reply comes a moment before the shim exits; its task is ours after that
+        _wait_shim_exit(shim_dir)
         if operator:
             self._store.update_container(row.id, operator_stopped=True)
         return self._info(self._store.get_container(row.id))
@@ -292,10 +293,10 @@ class Containers:
         socket_path = statedir.path(shim_dir, statedir.SOCKET)
         if restore.shim_alive(shim_dir) and os.path.exists(socket_path):
             try:
-                shim_client.ShimClient(socket_path).wait(timeout)
+                reply = shim_client.ShimClient(socket_path).wait(timeout)
             except errors.Unavailable:
-                pass
-            if timeout is None:
+                reply = {"final": True}  # it ended between the check and the call
+            if reply.get("final"):
                 _wait_shim_exit(shim_dir)
         return self._info(self._store.get_container(row.id))
 
@@ -308,7 +309,8 @@ class Containers:
                     f"container {row.name!r} is {info.status}: "
                     "stop it first or remove it with force"
                 )
-            self.stop(row.name, 10.0, sig="SIGKILL")
+        # also ends a shim that is between restarts, and waits for it to exit
+        self.stop(row.name, 10.0, sig="SIGKILL")
         self._clean_up_task(row)
         shim_dir = self._bundle(row)
         if os.path.lexists(shim_dir):
