@@ -41,12 +41,25 @@ class NotConverged(errors.Terminal):
         self.plan = plan
 
 
+Guard = Callable[[model.Plan, model.ObservedState], None]
+"""Called with the first plan and what it was made from, before anything changes."""
+
+
+def observe_and_plan(
+    runtime: client.RuntimeClient,
+    desired: model.DesiredState,
+    options: model.PlanOptions | None = None,
+) -> tuple[model.ObservedState, model.Plan]:
+    observed = observe.observe(runtime, desired.stack)
+    return observed, planner.plan(desired, observed, options)
+
+
 def diff(
     runtime: client.RuntimeClient,
     desired: model.DesiredState,
     options: model.PlanOptions | None = None,
 ) -> model.Plan:
-    return planner.plan(desired, observe.observe(runtime, desired.stack), options)
+    return observe_and_plan(runtime, desired, options)[1]
 
 
 def apply(
@@ -56,6 +69,7 @@ def apply(
     execute_options: execute.ExecuteOptions | None = None,
     on_event: execute.Event | None = None,
     max_rounds: int = MAX_ROUNDS,
+    guard: Guard | None = None,
 ) -> ApplyResult:
     plan_options = plan_options or model.PlanOptions()
     execute_options = execute_options or execute.ExecuteOptions()
@@ -64,9 +78,11 @@ def apply(
     first: model.Plan | None = None
     bound = log.bind(stack=desired.stack)
     for round_no in range(1, max_rounds + 1):
-        current = diff(runtime, desired, plan_options)
+        observed, current = observe_and_plan(runtime, desired, plan_options)
         if first is None:
             first = current
+            if guard is not None:
+                guard(current, observed)
             execute.check_allowed(current, execute_options)
         if current.in_sync:
             return ApplyResult(first, current, round_no, tuple(executed))
@@ -120,6 +136,3 @@ def delete_stack(
         runtime, empty, execute.ExecuteOptions(allow_data_loss=volumes), _logged(on_event)
     ).run(plan)
     return plan
-
-
-Callback = Callable[[str, model.Action, str], None]

@@ -103,8 +103,18 @@ def _progress(quiet: bool) -> Callable[[str, model.Action, str], None]:
     return emit
 
 
+OPTIONAL_FILES = click.option(
+    "-f",
+    "--file",
+    "files",
+    multiple=True,
+    help="manifest file, directory, or - for stdin (repeatable)",
+)
+
+
 @cli.command()
-@FILES
+@click.argument("plan_file", required=False, metavar="[PLAN]")
+@OPTIONAL_FILES
 @STACK
 @click.option(
     "--prune/--no-prune",
@@ -118,6 +128,7 @@ def _progress(quiet: bool) -> Callable[[str, model.Action, str], None]:
 @click.pass_obj
 def apply(
     context: ctx_mod.Context,
+    plan_file: str | None,
     files: tuple[str, ...],
     stack: str | None,
     prune: bool,
@@ -125,19 +136,41 @@ def apply(
     allow_data_loss: bool,
     quiet: bool,
 ) -> None:
-    """Make the host match the manifests."""
-    from reconciler import engine, execute
+    """Make the host match the manifests (-f), or apply exactly a saved PLAN.
+
+    A PLAN made by `diff --out` is refused when its manifests or the host changed
+    since it was made.
+    """
+    from reconciler import engine, execute, saved_plan
     from reconciler.plan import model
 
     _configure_logging(context.verbosity)
+    guard = None
+    if plan_file:
+        if files:
+            fail("give either manifests (-f) or a saved plan, not both")
+        with _runtime_errors():
+            document = saved_plan.read(plan_file)
+        files = tuple(document["files"])
+        stack = str(document["stack"])
+        options = saved_plan.options_of(document)
+
+        def guard(plan: model.Plan, observed: model.ObservedState) -> None:
+            saved_plan.check(plan_file, document, desired, observed)
+
+    elif not files:
+        fail("give manifests with -f (files, directories or - for stdin), or a saved plan")
+    else:
+        options = model.PlanOptions(prune=prune, prune_volumes=prune_volumes)
     desired = _load(files, stack)
     with _runtime_errors(), context.stack_lock(desired.stack):
         result = engine.apply(
             context.runtime,
             desired,
-            model.PlanOptions(prune=prune, prune_volumes=prune_volumes),
+            options,
             execute.ExecuteOptions(allow_data_loss=allow_data_loss),
             on_event=_progress(quiet),
+            guard=guard,
         )
     if not quiet:
         if result.executed:
@@ -162,6 +195,12 @@ def apply(
     default="terraform",
     help="terraform: 0 in sync, 2 changes, 1 error; diff: 0 in sync, 1 changes, >1 error",
 )
+@click.option(
+    "--fail-on-destructive",
+    is_flag=True,
+    help="exit 3 when a change would lose data (a volume recreated or deleted)",
+)
+@click.option("--out", "out", help="also save the plan to this file, for `apply FILE`")
 @click.option("--prune/--no-prune", default=True, show_default=True)
 @click.option("--prune-volumes", is_flag=True)
 @click.pass_obj
@@ -171,11 +210,18 @@ def diff(
     stack: str | None,
     output: str,
     exit_code_style: str,
+    fail_on_destructive: bool,
+    out: str | None,
     prune: bool,
     prune_volumes: bool,
 ) -> None:
-    """Show what apply would change; the exit code tells CI whether the host drifted."""
-    from reconciler import engine, render
+    """Show what apply would change; the exit code tells CI whether the host drifted.
+
+    Exit codes (terraform style, the default): 0 in sync, 2 changes pending,
+    1 error (or a plan that apply would refuse), 3 with --fail-on-destructive
+    when a change would lose data. With --exit-code-style diff: 0, 1 changes, 2 error.
+    """
+    from reconciler import engine, render, saved_plan
     from reconciler.plan import model
 
     _configure_logging(context.verbosity)
@@ -184,16 +230,21 @@ def diff(
         desired = _load(files, stack)
     except SystemExit:
         sys.exit(error_code)
+    options = model.PlanOptions(prune=prune, prune_volumes=prune_volumes)
     try:
-        plan = engine.diff(
-            context.runtime, desired, model.PlanOptions(prune=prune, prune_volumes=prune_volumes)
-        )
+        observed, plan = engine.observe_and_plan(context.runtime, desired, options)
+        if out:
+            saved_plan.save(out, plan, desired, observed, files=list(files), options=options)
     except errors.RuntimeError_ as exc:
         fail(str(exc), error_code)
     if output == "json":
         click.echo(render.plan_json(plan), nl=False)
     else:
         click.echo(render.plan_text(plan, render.use_colour(sys.stdout)), nl=False)
+    if plan.blocked:
+        sys.exit(error_code)
+    if fail_on_destructive and plan.destructive:
+        sys.exit(3)
     if plan.in_sync:
         sys.exit(0)
     sys.exit(2 if exit_code_style == "terraform" else 1)
