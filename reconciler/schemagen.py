@@ -35,6 +35,7 @@ from typing import Any
 
 import pydantic
 
+from schemas import diff as diff_models
 from schemas import manifests
 
 __all__ = ["BASE_ID", "OUT_DIR", "SCHEMAS", "check", "main", "render", "write"]
@@ -184,7 +185,21 @@ def _kind_schema(model: type[pydantic.BaseModel], kind: str) -> Callable[[], dic
 
 
 #: name → function returning the schema, written to ``schemas/json/<name>.schema.json``.
+def diff_schema() -> dict[str, Any]:
+    """The document `pyreconcile diff --output json` prints (schemas.diff)."""
+    schema = diff_models.DiffDocument.model_json_schema(
+        by_alias=True, mode="serialization", ref_template=_REF
+    )
+    return _finish(
+        schema,
+        "diff",
+        "pyreconcile diff output",
+        "The plan of `pyreconcile diff --output json`, versioned by schemaVersion.",
+    )
+
+
 SCHEMAS: dict[str, Callable[[], dict[str, Any]]] = {
+    "diff": diff_schema,
     "document": document_schema,
     "image": _kind_schema(manifests.ImageManifest, "Image"),
     "container": _kind_schema(manifests.ContainerManifest, "Container"),

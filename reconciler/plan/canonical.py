@@ -91,12 +91,15 @@ def spec_hash(essence: Mapping[str, Any]) -> str:
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": [1]}}`` → ``{"a.b[0]": 1}``; empty containers stay as leaves."""
+    """``{"a": {"b": [1]}}`` → ``{"a.b[0]": 1}``.
+
+    Empty maps and lists leave no path: ``labels: {}`` and no labels are the same.
+    """
     out: dict[str, Any] = {}
-    if isinstance(value, Mapping) and value:
+    if isinstance(value, Mapping):
         for key, sub in value.items():
             out.update(flatten(sub, f"{prefix}.{key}" if prefix else str(key)))
-    elif isinstance(value, list) and value:
+    elif isinstance(value, list):
         for index, sub in enumerate(value):
             out.update(flatten(sub, f"{prefix}[{index}]"))
     else:
