@@ -7,6 +7,8 @@ added, and where the canonical applied record is attached as an annotation.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -85,7 +87,7 @@ def container_config(
             retries=h.retries,
             start_period=h.start_period,
         )
-    return client.ContainerConfig(
+    config = client.ContainerConfig(
         name=runtime_name_for(stack, want.name),
         image=image_id,
         entrypoint=tuple(spec.entrypoint) if spec.entrypoint is not None else None,
@@ -106,6 +108,21 @@ def container_config(
         init=spec.init,
         healthcheck=health,
     )
+    labels[L.CONFIG_HASH] = config_digest(config)
+    return dataclasses.replace(config, labels=client.frozen_map(labels))
+
+
+def config_digest(config: client.ContainerConfig) -> str:
+    """sha256 of what the runtime was asked to run, labels and annotations aside.
+
+    Recorded as a label at create and update; observe recomputes it from the
+    container's actual config, so a change made behind pyreconcile's back (an
+    update through the API, an edited record) shows as spec drift even when the
+    applied-spec record still matches the manifests.
+    """
+    plain = dataclasses.replace(config, labels=(), annotations=())
+    text = json.dumps(dataclasses.asdict(plain), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def resources(want: model.DesiredContainer) -> client.ResourcesConfig:

@@ -7,6 +7,7 @@ STACK = "io.pyreconcile.stack"
 NAME = "io.pyreconcile.name"
 KIND = "io.pyreconcile.kind"
 SPEC_HASH = "io.pyreconcile.spec-hash"
+CONFIG_HASH = "io.pyreconcile.config-hash"  # containers: digest of the runtime config
 APPLIED_SPEC = "io.pyreconcile.applied-spec"  # annotation: the canonical applied record (JSON)
 IMAGE_SOURCE = "io.pyreconcile.import-source-digest"  # image annotation
 

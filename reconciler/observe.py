@@ -10,6 +10,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from reconciler import convert
 from reconciler import labels as L
 from reconciler.plan import model, runtime_name_for
 from runtime import client
@@ -71,6 +72,7 @@ def observe(runtime: client.RuntimeClient, stack: str) -> model.ObservedState:
             exit_code=info.exit_code,
             operator_stopped=info.operator_stopped,
             restart_count=info.restart_count,
+            config_drift=labels.get(L.CONFIG_HASH) != convert.config_digest(info.config),
         )
     return model.ObservedState(
         stack=stack,

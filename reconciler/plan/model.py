@@ -105,6 +105,8 @@ class ObservedContainer:
     exit_code: int | None = None
     operator_stopped: bool = False
     restart_count: int = 0
+    # the runtime config no longer matches what pyreconcile created (changed out of band)
+    config_drift: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

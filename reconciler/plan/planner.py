@@ -105,6 +105,9 @@ def plan(
 
 _MISSING = model.Reason("", "not present")
 _ORPHAN = model.Reason("", "managed by this stack but no longer desired")
+_OUT_OF_BAND = model.Reason(
+    "", "its runtime configuration was changed outside pyreconcile (out-of-band spec drift)"
+)
 
 
 def _foreign_conflicts(
@@ -267,6 +270,8 @@ def _plan_container(
     dependencies = _recreated_dependencies(want, recreated)
     if dependencies:
         return [action("recreate", "spec", dependencies)], None
+    if seen.config_drift:
+        return [action("recreate", "spec", (_OUT_OF_BAND,))], None
     actions = []
     in_place = canonical.differences(
         _in_place(canonical.expanded(applied, manifests.ContainerSpec)),

@@ -101,5 +101,6 @@ def observed_as_applied(
             status=over.get("status", "running"),
             exit_code=over.get("exitCode"),
             operator_stopped=over.get("operatorStopped", False),
+            config_drift=over.get("configDrift", False),
         )
     return model.ObservedState(desired.stack, images, nets, vols, containers)
