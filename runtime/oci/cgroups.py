@@ -9,13 +9,17 @@ is taken relative to each hierarchy's root whether or not it starts with
 on v1). Missing parents are created; delete removes only the container's own
 directory and leaves the (shared) parent, which other containers may be using.
 
-v1 joins ``memory cpu cpuacct pids devices freezer`` (not ``cpuset``, whose
-new directories are empty and cannot take tasks, nor ``blkio``/``name=systemd``)
-and the hybrid ``unified`` v2 tree, which is then the one used to list the
-container's processes. v1 gets a devices-cgroup allow list (deny all, then the
-config's rules and the runtime's default nodes); v2 device control needs an
-eBPF program and is not implemented yet (the fresh /dev tmpfs and the absent
-CAP_MKNOD are then the only barriers). Raises ``runtime.errors`` categories.
+v1 joins ``memory cpu cpuacct pids devices freezer`` (``cpuset`` only when
+the config sets ``cpus``/``mems``: its new directories start empty and must be
+filled from the parent's before they take tasks; never ``blkio`` or
+``name=systemd``) and the hybrid ``unified`` v2 tree, which is then the one
+used to list the container's processes. v1 gets a devices-cgroup allow list
+(deny all, then the config's rules and the runtime's default nodes); pure v2
+gets the same rules as an eBPF program attached to the container's cgroup
+(:mod:`runtime.oci.devicefilter`). On a hybrid layout the v1 devices
+controller is the one in force and no program is attached (it would cost a
+BPF load on every create for a second, identical check). Raises
+``runtime.errors`` categories.
 """
 
 from __future__ import annotations
@@ -117,15 +121,16 @@ def discover(mountinfo: str = "/proc/self/mountinfo") -> Hierarchies:
                     found.unified = point
             elif fstype == "cgroup":
                 for opt in super_opts.split(","):
-                    if opt in V1_CONTROLLERS and opt not in found.v1:
+                    if (opt in V1_CONTROLLERS or opt == "cpuset") and opt not in found.v1:
                         found.v1[opt] = point
     if found.v2 is None and not found.v1 and found.unified is not None:
         found.v2, found.unified = found.unified, None  # pure v2 mounted elsewhere
     return found
 
 
-def plan(hier: Hierarchies, cgroups_path: str, container_id: str) -> Cgroup:
-    """The directories a container with this ``linux.cgroupsPath`` uses (no I/O)."""
+def plan(hier: Hierarchies, cgroups_path: str, container_id: str, cpuset: bool = False) -> Cgroup:
+    """The directories a container with this ``linux.cgroupsPath`` uses (no I/O);
+    ``cpuset``: join the v1 cpuset hierarchy too."""
     rel = (cgroups_path or container_id).strip("/")
     if not rel or ".." in rel.split("/"):
         raise errors.InvalidSpec(
@@ -136,7 +141,7 @@ def plan(hier: Hierarchies, cgroups_path: str, container_id: str) -> Cgroup:
     entries = []
     if hier.unified is not None:
         entries.append(("unified", hier.unified, os.path.join(hier.unified, rel)))
-    for ctrl in V1_CONTROLLERS:
+    for ctrl in (*V1_CONTROLLERS, "cpuset") if cpuset else V1_CONTROLLERS:
         if ctrl in hier.v1:
             entries.append((ctrl, hier.v1[ctrl], os.path.join(hier.v1[ctrl], rel)))
     if not entries:
@@ -147,22 +152,42 @@ def plan(hier: Hierarchies, cgroups_path: str, container_id: str) -> Cgroup:
 def ensure(cg: Cgroup, res: config.Resources, devices: list[config.Device] | None = None) -> None:
     """Create the directories and apply ``res``; ``devices`` (``linux.devices``)
     are allowed in the devices cgroup too. Idempotent."""
+    cpuset = res.cpu_cpus is not None or res.cpu_mems is not None
     for kind, point, d in cg.entries:
         with errors.map_os_errors(f"create cgroup {d}"):
             if kind == "v2":
-                _enable_v2_controllers(point, d)
+                _enable_v2_controllers(point, d, cpuset)
+            elif kind == "cpuset":
+                _make_cpuset_dirs(point, d)
             os.makedirs(d, mode=0o755, exist_ok=True)
     if cg.is_v2:
-        _apply_v2(cg.dirs[0], res)
+        _apply_v2(cg.dirs[0], res)  # devices: runtime.oci.devicefilter, by create
     else:
         _apply_v1(cg, res, device_rules(res.devices, devices or []))
 
 
-def _enable_v2_controllers(mount: str, leaf: str) -> None:
-    """Create the ancestors of ``leaf`` and delegate cpu/memory/pids down to it."""
+def _make_cpuset_dirs(mount: str, leaf: str) -> None:
+    """Create the v1 cpuset directories down to ``leaf``, each new one given its
+    parent's cpus and mems (a new cpuset is empty and refuses tasks)."""
+    here = mount
+    for part in os.path.relpath(leaf, mount).split("/"):
+        parent, here = here, os.path.join(here, part)
+        try:
+            os.mkdir(here, 0o755)
+        except FileExistsError:
+            continue
+        for name in ("cpuset.cpus", "cpuset.mems"):
+            with open(os.path.join(parent, name)) as f:
+                _write(here, name, f.read().strip())
+
+
+def _enable_v2_controllers(mount: str, leaf: str, cpuset: bool = False) -> None:
+    """Create the ancestors of ``leaf`` and delegate cpu/memory/pids (and cpuset
+    when asked) down to it."""
     with open(os.path.join(mount, "cgroup.controllers")) as f:
         available = set(f.read().split())
-    wanted = " ".join(f"+{c}" for c in _V2_CONTROLLERS if c in available)
+    names = (*_V2_CONTROLLERS, "cpuset") if cpuset else _V2_CONTROLLERS
+    wanted = " ".join(f"+{c}" for c in names if c in available)
     parts = os.path.relpath(leaf, mount).split("/")
     here = mount
     for part in parts:
@@ -190,6 +215,10 @@ def _apply_v2(d: str, res: config.Resources) -> None:
         _write(d, "cpu.max", f"{quota} {res.cpu_period or 100000}")
     if res.pids_limit is not None:
         _write(d, "pids.max", "max" if res.pids_limit <= 0 else str(res.pids_limit))
+    if res.cpu_cpus is not None:
+        _write(d, "cpuset.cpus", res.cpu_cpus)
+    if res.cpu_mems is not None:
+        _write(d, "cpuset.mems", res.cpu_mems)
 
 
 def device_rules(
@@ -232,6 +261,12 @@ def _apply_v1(cg: Cgroup, res: config.Resources, rules: list[config.DeviceRule])
     if res.pids_limit is not None:
         pid_dir = _need(cg.dir_for("pids"), "pids", "linux.resources.pids")
         _write(pid_dir, "pids.max", "max" if res.pids_limit <= 0 else str(res.pids_limit))
+    if res.cpu_cpus is not None or res.cpu_mems is not None:
+        cs = _need(cg.dir_for("cpuset"), "cpuset", "linux.resources.cpu.cpus")
+        if res.cpu_cpus is not None:
+            _write(cs, "cpuset.cpus", res.cpu_cpus)
+        if res.cpu_mems is not None:
+            _write(cs, "cpuset.mems", res.cpu_mems)
     dev = cg.dir_for("devices")
     if dev is not None:
         _write(dev, "devices.deny", "a")
@@ -266,6 +301,16 @@ def _write(d: str, name: str, value: str) -> None:
             os.write(fd, value.encode())
         finally:
             os.close(fd)
+
+
+def freezer_of(cg: Cgroup) -> str:
+    """The directory whose freezer pauses the container: v1 ``freezer``, else
+    the v2 one (``cgroup.freeze``, Linux 5.2); "" when there is none."""
+    for kind in ("freezer", "v2", "unified"):
+        d = cg.dir_for(kind)
+        if d is not None:
+            return d
+    return ""
 
 
 def procs_fds(cg: Cgroup) -> list[int]:

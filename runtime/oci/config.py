@@ -9,9 +9,11 @@ container is checked here, so that ``create`` fails before forking with an
 
 Choices:
 - Unknown top-level properties are ignored, as the spec requires. Known
-  features this runtime cannot apply (user namespaces, seccomp, hooks,
-  AppArmor/SELinux labels, a terminal) are errors, never silently dropped: a
+  features this runtime cannot apply (AppArmor/SELinux labels, Intel RDT,
+  blkio/hugetlb/network/rdma limits) are errors, never silently dropped: a
   container must not run with less isolation than its config asked for.
+- A new user namespace needs ``uidMappings`` and ``gidMappings`` (the caller
+  writes them, as root, into ``/proc/<pid>/uid_map``: no newuidmap helper).
 - Capability names the kernel does not know yet (above ``cap_last_cap``) are
   dropped later by the init; names nobody knows are errors (runc only warns).
 - Relative ``root.path`` and bind sources are relative to the bundle.
@@ -26,7 +28,21 @@ from runtime.oci import config_process, mountopts
 from runtime.oci.config_process import Process, want
 from runtime.shim import jsonio
 
-__all__ = ["Device", "DeviceRule", "Mount", "Process", "Resources", "Spec", "load", "parse"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from runtime.oci import hooks, seccomp
+
+__all__ = [
+    "Device",
+    "DeviceRule",
+    "IdMap",
+    "Mount",
+    "Process",
+    "Resources",
+    "Spec",
+    "load",
+    "parse",
+]
 
 NAMESPACES = {
     "pid": "pid",
@@ -35,8 +51,9 @@ NAMESPACES = {
     "ipc": "ipc",
     "uts": "uts",
     "cgroup": "cgroup",
+    "user": "user",
+    "time": "time",
 }
-_UNSUPPORTED_NAMESPACES = ("user", "time")
 _IPC_SYSCTLS = (
     "kernel.msgmax",
     "kernel.msgmnb",
@@ -87,8 +104,21 @@ class DeviceRule:
         self.access = access
 
 
+class IdMap:
+    """One line of a uid_map/gid_map: container id, host id, count."""
+
+    __slots__ = ("container_id", "host_id", "size")
+
+    def __init__(self, container_id: int, host_id: int, size: int) -> None:
+        self.container_id = container_id
+        self.host_id = host_id
+        self.size = size
+
+
 class Resources:
     __slots__ = (
+        "cpu_cpus",
+        "cpu_mems",
         "cpu_period",
         "cpu_quota",
         "cpu_shares",
@@ -106,6 +136,8 @@ class Resources:
         self.cpu_shares: int | None = None
         self.cpu_quota: int | None = None
         self.cpu_period: int | None = None
+        self.cpu_cpus: str | None = None
+        self.cpu_mems: str | None = None
         self.pids_limit: int | None = None
         self.devices: list[DeviceRule] = []
 
@@ -131,6 +163,16 @@ class Spec:
         self.sysctl: dict[str, str] = {}
         self.rootfs_propagation = mountopts.PROPAGATION["rslave"]
         self.annotations: dict[str, str] = {}
+        self.uid_mappings: list[IdMap] = []
+        self.gid_mappings: list[IdMap] = []
+        self.time_offsets: dict[str, tuple[int, int]] = {}  # clock -> (secs, nanosecs)
+        self.personality: int | None = None
+        self.seccomp: seccomp.Profile | None = None
+        self.hooks: dict[str, list[hooks.Hook]] = {}
+
+    @property
+    def new_userns(self) -> bool:
+        return "user" in self.namespaces and self.namespaces["user"] is None
 
 
 def load(bundle: str) -> Spec:
@@ -167,7 +209,9 @@ def parse(doc: object, bundle: str) -> Spec:
         for i, m in enumerate(want(top.get("mounts", []), list, "mounts"))
     ]
     if top.get("hooks"):
-        raise errors.InvalidSpec("config.json: hooks are not supported by pyreconcile-runc yet")
+        from runtime.oci import hooks
+
+        spec.hooks = hooks.parse(top.get("hooks"))
     _linux(want(top.get("linux", {}), dict, "linux"), spec)
     if spec.hostname is not None and "uts" not in spec.namespaces:
         raise errors.InvalidSpec(
@@ -180,6 +224,7 @@ def parse(doc: object, bundle: str) -> Spec:
             "a path): the rootfs is set up in it"
         )
     _check_sysctls(spec)
+    _check_userns(spec)
     return spec
 
 
@@ -227,22 +272,22 @@ def _linux(linux: dict[str, object], spec: Spec) -> None:
         where = f"linux.namespaces[{i}]"
         entry = want(ns, dict, where)
         kind = want(entry.get("type"), str, f"{where}.type")
-        if kind in _UNSUPPORTED_NAMESPACES:
-            raise errors.InvalidSpec(
-                f"config.json: {where}: {kind} namespaces are not supported by pyreconcile-runc yet"
-            )
         if kind not in NAMESPACES:
             raise errors.InvalidSpec(f"config.json: {where}.type: unknown namespace type {kind!r}")
         if kind in spec.namespaces:
             raise errors.InvalidSpec(f"config.json: {where}: namespace {kind} is listed twice")
         path = entry.get("path")
         spec.namespaces[kind] = None if not path else _abs_path(path, f"{where}.path")
-    for key in ("uidMappings", "gidMappings"):
-        if linux.get(key):
-            raise errors.InvalidSpec(
-                f"config.json: linux.{key} needs a user namespace, which is not supported yet"
-            )
-    for key in ("seccomp", "intelRdt", "personality", "mountLabel"):
+    spec.uid_mappings = _id_maps(linux.get("uidMappings"), "linux.uidMappings")
+    spec.gid_mappings = _id_maps(linux.get("gidMappings"), "linux.gidMappings")
+    spec.time_offsets = _time_offsets(linux.get("timeOffsets"))
+    if linux.get("seccomp") is not None:
+        from runtime.oci import seccomp
+
+        spec.seccomp = seccomp.parse(linux.get("seccomp"))
+    if linux.get("personality") is not None:
+        spec.personality = _personality(linux.get("personality"))
+    for key in ("intelRdt", "mountLabel"):
         if linux.get(key):
             raise errors.InvalidSpec(
                 f"config.json: linux.{key} is not supported by pyreconcile-runc yet: remove it"
@@ -292,7 +337,15 @@ def _resources(res: dict[str, object], out: Resources) -> None:
     out.cpu_shares = _int_or_none(cpu, "shares", "linux.resources.cpu")
     out.cpu_quota = _int_or_none(cpu, "quota", "linux.resources.cpu")
     out.cpu_period = _int_or_none(cpu, "period", "linux.resources.cpu")
-    for key in ("cpus", "mems", "realtimeRuntime", "realtimePeriod"):
+    for key in ("cpus", "mems"):
+        if cpu.get(key):
+            text = want(cpu.get(key), str, f"linux.resources.cpu.{key}")
+            if not text.replace(",", "").replace("-", "").isdigit():
+                raise errors.InvalidSpec(
+                    f"config.json: linux.resources.cpu.{key}: {text!r} is not a list like 0-2,4"
+                )
+            setattr(out, f"cpu_{key}", text)
+    for key in ("realtimeRuntime", "realtimePeriod"):
         if cpu.get(key):
             raise errors.InvalidSpec(
                 f"config.json: linux.resources.cpu.{key} is not supported by pyreconcile-runc yet"
@@ -335,6 +388,66 @@ def _device(value: object, where: str) -> Device:
     dev.uid = want(d.get("uid", 0), int, f"{where}.uid")
     dev.gid = want(d.get("gid", 0), int, f"{where}.gid")
     return dev
+
+
+def _id_maps(value: object, where: str) -> list[IdMap]:
+    out = []
+    for i, item in enumerate(want(value if value is not None else [], list, where)):
+        m = want(item, dict, f"{where}[{i}]")
+        ids = [want(m.get(k), int, f"{where}[{i}].{k}") for k in ("containerID", "hostID", "size")]
+        if ids[2] <= 0 or min(ids) < 0 or max(ids[0], ids[1]) + ids[2] > 2**32:
+            raise errors.InvalidSpec(f"config.json: {where}[{i}]: ids out of range")
+        out.append(IdMap(*ids))
+    if len(out) > 340:
+        raise errors.InvalidSpec(f"config.json: {where}: at most 340 ranges")
+    return out
+
+
+def _time_offsets(value: object) -> dict[str, tuple[int, int]]:
+    out = {}
+    for clock, item in want(value if value is not None else {}, dict, "linux.timeOffsets").items():
+        if clock not in ("monotonic", "boottime"):
+            raise errors.InvalidSpec(
+                f"config.json: linux.timeOffsets.{clock}: use monotonic or boottime"
+            )
+        o = want(item, dict, f"linux.timeOffsets.{clock}")
+        secs = want(o.get("secs", 0), int, f"linux.timeOffsets.{clock}.secs")
+        nanos = want(o.get("nanosecs", 0), int, f"linux.timeOffsets.{clock}.nanosecs")
+        if not 0 <= nanos < 1_000_000_000:
+            raise errors.InvalidSpec(
+                f"config.json: linux.timeOffsets.{clock}.nanosecs must be within 0..999999999"
+            )
+        out[clock] = (secs, nanos)
+    return out
+
+
+def _personality(value: object) -> int:
+    p = want(value, dict, "linux.personality")
+    domain = want(p.get("domain"), str, "linux.personality.domain")
+    domains = {"LINUX": 0x0000, "LINUX32": 0x0008}
+    if domain not in domains:
+        raise errors.InvalidSpec("config.json: linux.personality.domain must be LINUX or LINUX32")
+    if p.get("flags"):
+        raise errors.InvalidSpec("config.json: linux.personality.flags are not supported")
+    return domains[domain]
+
+
+def _check_userns(spec: Spec) -> None:
+    """Mappings need a new user namespace, and a new one needs mappings."""
+    maps = spec.uid_mappings or spec.gid_mappings
+    if maps and not spec.new_userns:
+        raise errors.InvalidSpec(
+            "config.json: linux.uidMappings/gidMappings need a new user namespace: add "
+            "{type: user} (without a path) to linux.namespaces"
+        )
+    if spec.new_userns and not (spec.uid_mappings and spec.gid_mappings):
+        raise errors.InvalidSpec(
+            "config.json: a new user namespace needs linux.uidMappings and linux.gidMappings"
+        )
+    if spec.time_offsets and spec.namespaces.get("time", "") is not None:
+        raise errors.InvalidSpec(
+            "config.json: linux.timeOffsets need a new time namespace: add {type: time}"
+        )
 
 
 def _check_sysctls(spec: Spec) -> None:

@@ -96,6 +96,8 @@ class Process:
         self.rlimits: list[Rlimit] = []
         self.no_new_privileges = False
         self.oom_score_adj: int | None = None
+        self.terminal = False
+        self.console_size: tuple[int, int] | None = None  # rows, columns
 
     def env_value(self, key: str) -> str | None:
         """The value of ``key`` in ``env`` (the last one wins, as in execve users)."""
@@ -110,11 +112,14 @@ class Process:
 def parse(value: object) -> Process:
     p = want(value, dict, "process")
     out = Process()
-    if p.get("terminal"):
-        raise errors.InvalidSpec(
-            "config.json: process.terminal: a terminal needs a console socket, which "
-            "pyreconcile-runc does not support yet: set it to false"
-        )
+    out.terminal = want(p.get("terminal", False), bool, "process.terminal")
+    if p.get("consoleSize") is not None:
+        size = want(p.get("consoleSize"), dict, "process.consoleSize")
+        rows = want(size.get("height", 0), int, "process.consoleSize.height")
+        cols = want(size.get("width", 0), int, "process.consoleSize.width")
+        if not (0 <= rows < 65536 and 0 <= cols < 65536):
+            raise errors.InvalidSpec("config.json: process.consoleSize must fit in 16 bits")
+        out.console_size = (rows, cols)
     for key in ("apparmorProfile", "selinuxLabel", "ioPriority", "scheduler"):
         if p.get(key):
             raise errors.InvalidSpec(

@@ -3,7 +3,16 @@ container's init (see :mod:`runtime.oci.init`) and wait until it is ready.
 
 On any failure everything made so far is undone — the init is killed (and
 reaped if the caller is its subreaper), the cgroup and the state dir are
-removed — and the init's own message is raised in its category.
+removed, ``poststop`` hooks run when a create-time hook failed — and the
+init's own message is raised in its category.
+
+What needs the caller's (host) view is prepared here, before the fork: the
+seccomp filter is compiled (a bad profile fails before anything runs), the
+console socket and the seccomp listener are connected, and the caller
+answers the children's requests on a command pipe: ``userns`` (write the
+intermediate's uid_map/gid_map — as root on the host, so no newuidmap is
+needed) and ``hooks`` (run ``prestart``/``createRuntime`` in the runtime's
+namespaces with the state on stdin).
 """
 
 from __future__ import annotations
@@ -11,7 +20,7 @@ from __future__ import annotations
 import os
 
 from runtime import errors
-from runtime.oci import cgroups, config, init, state
+from runtime.oci import cgroups, config, hooks, init, state
 from runtime.shim import jsonio
 from runtime.sys import caps
 
@@ -28,6 +37,7 @@ def create(
     stderr: int | None = None,
     pid_file: str | None = None,
     preserve_fds: int = 0,
+    console_socket: str | None = None,
 ) -> int:
     """Create the container from ``bundle/config.json``; return the init's pid.
 
@@ -36,6 +46,8 @@ def create(
     ``stdout``, ``stderr`` become its 0/1/2 (None: the caller's own). It is
     double-forked, so it is reparented to the caller's nearest child subreaper:
     a caller that wants to ``waitpid`` it sets ``PR_SET_CHILD_SUBREAPER`` first.
+    With ``process.terminal`` the pty master is sent to the unix socket
+    ``console_socket`` (runc's ``--console-socket``), which is then required.
     """
     state.check_id(container_id)
     if preserve_fds < 0:
@@ -44,7 +56,16 @@ def create(
     spec = config.load(bundle)
     if not os.path.isdir(spec.root_path):
         raise errors.InvalidSpec(f"config.json: root.path {spec.root_path} is not a directory")
-    cg = cgroups.plan(cgroups.discover(), spec.cgroups_path, container_id)
+    if spec.process.terminal and not console_socket:
+        raise errors.InvalidSpec(
+            "config.json: process.terminal needs a console socket (--console-socket): "
+            "or set terminal to false"
+        )
+    if "time" in spec.namespaces and not os.path.exists("/proc/self/ns/time"):
+        raise errors.Unavailable("this kernel has no time namespaces: remove {type: time}")
+    res = spec.resources
+    cpuset = res.cpu_cpus is not None or res.cpu_mems is not None
+    cg = cgroups.plan(cgroups.discover(), spec.cgroups_path, container_id, cpuset)
     with errors.map_os_errors(f"create the runtime root {root}"):
         os.makedirs(root, mode=0o700, exist_ok=True)
     cdir = os.path.join(root, container_id)
@@ -58,10 +79,14 @@ def create(
     rec = state.Record(container_id, bundle, spec.root_path)
     rec.annotations = spec.annotations
     rec.cgroup_dirs = cg.dirs
+    rec.freezer = cgroups.freezer_of(cg)
+    rec.hooks = hooks.to_json(spec.hooks)
     ctx = init.Context(spec, cg)
+    ctx.container_id = container_id
     ctx.stdio = (stdin, stdout, stderr)
     ctx.preserve_fds = preserve_fds
     opened: list[int] = []
+    hook_failed = False
     try:
         fifo = os.path.join(cdir, state.FIFO)
         with errors.map_os_errors(f"create {fifo}"):
@@ -69,19 +94,42 @@ def create(
             os.chmod(fifo, 0o622)  # whatever the umask: the init may write it as any uid
         state.save(root, rec)
         cgroups.ensure(cg, spec.resources, spec.devices)
+        if cg.is_v2:
+            from runtime.oci import devicefilter
+
+            rules = cgroups.device_rules(spec.resources.devices, spec.devices)
+            devicefilter.attach(cg.dirs[0], rules)
         _open_fds(ctx, cdir, opened)
+        _connect_sockets(ctx, console_socket, opened)
+        if spec.seccomp is not None:
+            from runtime.oci import seccomp
+
+            ctx.seccomp = seccomp.compile_filter(spec.seccomp)
         sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
         opened += [sync_r, sync_w]
         ctx.sync_w = sync_w = _above(sync_w, ctx.preserve_fds, opened)
         sync_r = _above(sync_r, ctx.preserve_fds, opened)
+        cmd_w = -1
+        if spec.new_userns or "prestart" in spec.hooks or "createRuntime" in spec.hooks:
+            cmd_r, cmd_w = os.pipe2(os.O_CLOEXEC)
+            opened += [cmd_r, cmd_w]
+            ctx.cmd_r = _above(cmd_r, ctx.preserve_fds, opened)
+            cmd_w = _above(cmd_w, ctx.preserve_fds, opened)
         ctx.last_cap = caps.last_cap()
         child = os.fork()
         if child == 0:
             init.intermediate(ctx)  # never returns
-        os.close(sync_w)
-        opened.remove(sync_w)
+        if ctx.seccomp is not None:
+            ctx.seccomp.release()  # the children have their copies
+        for fd in (sync_w, ctx.cmd_r):
+            if fd >= 0:
+                os.close(fd)
+                opened.remove(fd)
         try:
-            error = _wait_ready(sync_r, root, rec)
+            error = _wait_ready(sync_r, root, rec, _Answers(spec, rec, child, cmd_w))
+        except hooks.HookFailed:
+            hook_failed = True
+            raise
         finally:
             _reap(child)
         if error is not None:
@@ -91,10 +139,70 @@ def create(
         return rec.pid
     except BaseException as exc:
         _undo(root, rec, exc)
+        if hook_failed and "poststop" in spec.hooks:
+            try:
+                hooks.run_all("poststop", spec.hooks["poststop"], state.oci_state(rec, "stopped"))
+            except errors.RuntimeError_ as also:
+                exc.add_note(f"poststop hook after the failed create: {also}")
         raise
     finally:
         for fd in opened:
             os.close(fd)
+
+
+class _Answers:
+    """The caller's side of the command pipe (see the module docstring)."""
+
+    def __init__(self, spec: config.Spec, rec: state.Record, child: int, cmd_w: int) -> None:
+        self.spec = spec
+        self.rec = rec
+        self.child = child
+        self.cmd_w = cmd_w
+
+    def userns(self) -> None:
+        for name, maps in (
+            ("uid_map", self.spec.uid_mappings),
+            ("gid_map", self.spec.gid_mappings),
+        ):
+            text = "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in maps)
+            path = f"/proc/{self.child}/{name}"
+            with errors.map_os_errors(f"write {path} (linux.{name[:3]}Mappings)"):
+                fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+                try:
+                    os.write(fd, text.encode())
+                finally:
+                    os.close(fd)
+        os.write(self.cmd_w, b"u")
+
+    def hooks(self) -> None:
+        st = state.oci_state(self.rec, "creating")
+        for kind in ("prestart", "createRuntime"):
+            if kind in self.spec.hooks:
+                hooks.run_all(kind, self.spec.hooks[kind], st)
+        os.write(self.cmd_w, b"h")
+
+
+def _connect_sockets(ctx: init.Context, console_socket: str | None, opened: list[int]) -> None:
+    """Connect the console socket and the seccomp listener from the host's view."""
+    prof = ctx.spec.seccomp
+    listener = prof.listener_path if prof is not None and prof.needs_listener else ""
+    if not (ctx.spec.process.terminal and console_socket) and not listener:
+        return
+    import socket  # before the fork: the init cannot import
+
+    for path, attr in ((console_socket, "console_fd"), (listener, "listener_fd")):
+        if not path or (attr == "console_fd" and not ctx.spec.process.terminal):
+            continue
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            with errors.map_os_errors(f"connect to {path}"):
+                sock.connect(path)
+        except BaseException:
+            sock.close()
+            raise
+        fd = sock.detach()
+        opened.append(fd)
+        setattr(ctx, attr, _above(fd, ctx.preserve_fds, opened))
 
 
 def _open_fds(ctx: init.Context, cdir: str, opened: list[int]) -> None:
@@ -105,7 +213,8 @@ def _open_fds(ctx: init.Context, cdir: str, opened: list[int]) -> None:
     for fd in cgroups.procs_fds(ctx.cgroup):
         opened.append(fd)
         ctx.procs_fds.append(_above(fd, ctx.preserve_fds, opened))
-    for kind, path in ctx.spec.namespaces.items():
+    ordered = sorted(ctx.spec.namespaces.items(), key=lambda item: item[0] != "user")
+    for kind, path in ordered:  # the user namespace first: it owns the others
         if path is None:
             continue
         try:
@@ -127,7 +236,9 @@ def _above(fd: int, preserve_fds: int, opened: list[int]) -> int:
     return new
 
 
-def _wait_ready(sync_r: int, root: str, rec: state.Record) -> errors.RuntimeError_ | None:
+def _wait_ready(
+    sync_r: int, root: str, rec: state.Record, answers: _Answers
+) -> errors.RuntimeError_ | None:
     """Read the children's messages until the init is ready or something failed."""
     buf = b""
     while True:
@@ -146,6 +257,10 @@ def _wait_ready(sync_r: int, root: str, rec: state.Record) -> errors.RuntimeErro
                 seen = state.proc_stat(rec.pid)
                 rec.start_time = seen[1] if seen else 0
                 state.save(root, rec)
+            elif msg["type"] == "userns":
+                answers.userns()
+            elif msg["type"] == "hooks":
+                answers.hooks()
             elif msg["type"] == "ready":
                 return None
             else:

@@ -1,9 +1,15 @@
 """The two forked processes of ``create``: the intermediate and the container's init.
 
 ``create`` (in the caller, e.g. the shim) forks the **intermediate**, which
-joins the namespaces given by path, ``unshare``s the new ones (a new pid
-namespace only applies to its children), forks the **init** (pid 1 of that
-namespace), tells the caller the pid, releases the init (``g`` on a pipe),
+sets the rlimits and ``oom_score_adj`` (inherited by the init; done here,
+while still privileged in the host's user namespace), joins the namespaces
+given by path (the user namespace first), creates a new user namespace if
+asked — the caller, root on the host, then writes its ``uid_map`` and
+``gid_map`` (message ``userns``, answered with a byte on the command pipe) and
+the intermediate becomes root in it — ``unshare``s the other new ones (a new
+pid or time namespace only applies to its children; time offsets are written
+before the fork), forks the **init** (pid 1 of that namespace), tells the
+caller the pid, releases the init (``g`` on a pipe),
 writes the init's pid into the container's ``cgroup.procs`` (through fds the
 caller opened, so a joined mount namespace does not matter), says so (``j``)
 and exits. The init is thereby reparented to the caller's nearest child
@@ -17,11 +23,17 @@ measured here). So the init does its own setup meanwhile — session, stdio,
 and waits for ``j`` only before it reports ready, or before anything else
 when it must create a cgroup namespace (which is rooted at the cgroup it is
 in). Pages it touches meanwhile are charged to the caller's cgroup and freed
-at exec. Then it marks every fd >= 3 close-on-exec except ``preserve_fds``;
-reports ``ready``;
+at exec. Hooks: just before ``pivot_root`` the init asks the caller to run
+``prestart``/``createRuntime`` (message ``hooks``, answered on the command
+pipe) and runs ``createContainer`` itself; with ``process.terminal`` it makes
+a pty in the container's devpts, binds the slave on ``/dev/console`` and sends
+the master to the console socket. After the process's identity is set (and
+the seccomp filter loaded, last, see :mod:`runtime.oci.process`) it marks
+every fd >= 3 close-on-exec except ``preserve_fds``; reports ``ready``;
 then blocks opening ``exec.fifo`` for writing until ``start`` opens it for
-reading, and execs. Both processes are ``PR_SET_DUMPABLE=0`` throughout, so
-no container process can ptrace them or open their ``/proc/<pid>`` entries.
+reading, runs ``startContainer`` hooks, and execs. Both processes are
+``PR_SET_DUMPABLE=0`` throughout, so no container process can ptrace them or
+open their ``/proc/<pid>`` entries.
 
 Both processes first *seal the import system* (:func:`_seal_imports`): after
 ``setns`` or ``pivot_root`` a path-based import would search ``sys.path`` in
@@ -43,13 +55,21 @@ import sys
 
 import runtime.sys as rsys
 from runtime import errors
-from runtime.oci import cgroups, config, process, rootfs, state
+from runtime.oci import cgroups, config, hooks, paths, process, rootfs, state
 from runtime.shim import jsonio
-from runtime.sys import netdev
+from runtime.sys import netdev, tty
 
-__all__ = ["Context", "intermediate", "move_above", "send"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from runtime.sys import seccomp as scmp
+
+__all__ = ["Context", "intermediate", "move_above", "send", "wait_for"]
 
 _CLONE_FLAGS = {
+    "user": rsys.CLONE_NEWUSER,
+    "time": rsys.CLONE_NEWTIME,
     "pid": rsys.CLONE_NEWPID,
     "network": rsys.CLONE_NEWNET,
     "mount": rsys.CLONE_NEWNS,
@@ -73,6 +93,11 @@ class Context:
         self.stdio: tuple[int | None, int | None, int | None] = (None, None, None)
         self.preserve_fds = 0
         self.last_cap = 40
+        self.container_id = ""
+        self.cmd_r = -1  # answers from the caller (userns maps written, hooks run)
+        self.console_fd = -1  # connected --console-socket
+        self.listener_fd = -1  # connected seccomp listenerPath
+        self.seccomp: scmp.Filter | None = None  # compiled by the caller
 
 
 def send(fd: int, message: dict[str, object]) -> None:
@@ -114,16 +139,34 @@ def intermediate(ctx: Context) -> None:
         gc.disable()  # a forked copy: do not touch (and copy) the caller's heap
         _seal_imports()
         rsys.prctl(rsys.PR_SET_DUMPABLE, 0)
+        spec = ctx.spec
+        _set_limits(spec)
         for kind, fd in ctx.ns_fds:
-            with errors.map_os_errors(f"join the {kind} namespace {ctx.spec.namespaces[kind]}"):
+            with errors.map_os_errors(f"join the {kind} namespace {spec.namespaces[kind]}"):
                 rsys.setns(fd, _CLONE_FLAGS[kind])
+        if spec.new_userns:
+            with errors.map_os_errors("create the user namespace"):
+                rsys.unshare(rsys.CLONE_NEWUSER)
+            send(ctx.sync_w, {"type": "userns"})
+            wait_for(ctx.cmd_r, b"u")
+        if "user" in spec.namespaces:
+            with errors.map_os_errors("become root in the user namespace (is 0 mapped?)"):
+                os.setresgid(0, 0, 0)
+                os.setresuid(0, 0, 0)
+            try:
+                os.setgroups([])
+            except PermissionError:
+                pass  # a joined namespace whose setgroups is "deny"
         flags = 0
-        for kind, path in ctx.spec.namespaces.items():
-            if path is None and kind != "cgroup":  # cgroup: by the init, once in its cgroup
+        for kind, path in spec.namespaces.items():
+            if path is None and kind not in ("cgroup", "user"):  # cgroup: by the init
                 flags |= _CLONE_FLAGS[kind]
         if flags:
             with errors.map_os_errors("create the container's namespaces"):
                 rsys.unshare(flags)
+        if spec.time_offsets:
+            text = "".join(f"{clock} {s} {n}\n" for clock, (s, n) in spec.time_offsets.items())
+            _write_proc("/proc/self/timens_offsets", text, "linux.timeOffsets")
         floor = 3 + ctx.preserve_fds  # clear of the stdio dup2s and the preserved fds
         go_r, go_w = (move_above(fd, floor) for fd in os.pipe2(os.O_CLOEXEC))
         pid = os.fork()
@@ -148,25 +191,51 @@ def intermediate(ctx: Context) -> None:
         os._exit(code)
 
 
+def _set_limits(spec: config.Spec) -> None:
+    """rlimits and oom_score_adj, inherited by the init through fork. Set here,
+    in the host's user namespace: raising a hard limit or lowering the score
+    needs CAP_SYS_RESOURCE there, which a new user namespace does not give."""
+    if spec.process.oom_score_adj is not None:
+        _write_proc("/proc/self/oom_score_adj", str(spec.process.oom_score_adj), "oomScoreAdj")
+    for rl in spec.process.rlimits:
+        with errors.map_os_errors(f"set {rl.name} to {rl.soft}/{rl.hard}"):
+            rsys.setrlimit(rl.number, rl.soft, rl.hard)
+
+
 def _container_init(ctx: Context, go_r: int) -> None:
     """Body of the container's init; never returns."""
     ready = False
     try:
         rsys.prctl(rsys.PR_SET_DUMPABLE, 0)
-        _wait_for(go_r, b"g")
+        wait_for(go_r, b"g")
+        host_pid = int(os.readlink("/proc/self"))  # the host's /proc, until pivot_root
         os.setsid()
         os.umask(0)
         spec = ctx.spec
         joined = False
         if "cgroup" in spec.namespaces and spec.namespaces["cgroup"] is None:
-            _wait_for(go_r, b"j")
+            wait_for(go_r, b"j")
             joined = True
             with errors.map_os_errors("create the cgroup namespace"):
                 rsys.unshare(rsys.CLONE_NEWCGROUP)
-        _setup_stdio(ctx)
+        if not spec.process.terminal:
+            _setup_stdio(ctx)
         _setup_kernel(spec)
-        rootfs.prepare(spec, ctx.cgroup, "cgroup" in spec.namespaces)
-        path, env = process.finalize(spec.process, ctx.last_cap)
+
+        def before_pivot(root_fd: int) -> None:
+            if ctx.cmd_r >= 0 and ("prestart" in spec.hooks or "createRuntime" in spec.hooks):
+                send(ctx.sync_w, {"type": "hooks"})
+                wait_for(ctx.cmd_r, b"h")
+            if "createContainer" in spec.hooks:
+                hooks.run_all(
+                    "createContainer", spec.hooks["createContainer"], _state(ctx, host_pid)
+                )
+            if spec.process.terminal:
+                _setup_terminal(ctx, root_fd)
+
+        rootfs.prepare(spec, ctx.cgroup, "cgroup" in spec.namespaces, before_pivot)
+        rsys.reset_signals()
+        path, env = process.finalize(spec.process, ctx.last_cap, _seccomp_loader(ctx))
         _cloexec_from(3 + ctx.preserve_fds)
         for fd in range(3, 3 + ctx.preserve_fds):
             try:
@@ -174,14 +243,17 @@ def _container_init(ctx: Context, go_r: int) -> None:
             except OSError:
                 pass
         if not joined:
-            _wait_for(go_r, b"j")
+            wait_for(go_r, b"j")
         os.close(go_r)
         send(ctx.sync_w, {"type": "ready"})
         ready = True
         fifo = os.open(state.FIFO, os.O_WRONLY | os.O_CLOEXEC, dir_fd=ctx.state_fd)
         os.write(fifo, b"0")
         os.close(fifo)
-        rsys.reset_signals()
+        if "startContainer" in spec.hooks:
+            st = _state(ctx, host_pid)
+            st["status"] = "created"
+            hooks.run_all("startContainer", spec.hooks["startContainer"], st)
         os.execve(path, spec.process.args, env)
     except BaseException as exc:
         if not ready:
@@ -189,6 +261,70 @@ def _container_init(ctx: Context, go_r: int) -> None:
         else:
             _stderr(f"pyreconcile-runc: container init: {exc}\n")
     os._exit(127 if ready else 1)
+
+
+def _state(ctx: Context, pid: int) -> dict[str, object]:
+    return {
+        "ociVersion": state.OCI_VERSION,
+        "id": ctx.container_id,
+        "status": "creating",
+        "pid": pid,
+        "bundle": ctx.spec.bundle,
+        "annotations": dict(ctx.spec.annotations),
+    }
+
+
+def _seccomp_loader(ctx: Context) -> Callable[[], None] | None:
+    """What loads the filter (and sends a notify fd to the listener), or None."""
+    filt = ctx.seccomp
+    if filt is None:
+        return None
+
+    def load() -> None:
+        with errors.map_os_errors("load the seccomp filter"):
+            filt.load()
+        if ctx.listener_fd >= 0:
+            prof = ctx.spec.seccomp
+            assert prof is not None
+            with errors.map_os_errors(f"send the seccomp fd to {prof.listener_path}"):
+                notify = filt.notify_fd()
+                st = _state(ctx, 0)
+                st.update(status="creating", fds=["seccompFd"], pid=int(os.readlink("/proc/self")))
+                st["metadata"] = prof.listener_metadata
+                tty.send_fd(ctx.listener_fd, notify, jsonio.dumps(st))
+                os.close(notify)
+
+    return load
+
+
+def _setup_terminal(ctx: Context, root_fd: int) -> None:
+    """A pty of the container's own devpts: slave on /dev/console and as stdio,
+    the master to the console socket (see :mod:`runtime.sys.tty`)."""
+    with errors.map_os_errors("open the container's /dev/ptmx"):
+        ptmx = paths.open_in_root(root_fd, "/dev/ptmx")
+        try:
+            master, slave = tty.open_pty(paths.fd_path(ptmx))
+        finally:
+            os.close(ptmx)
+    try:
+        size = ctx.spec.process.console_size
+        if size is not None:
+            tty.set_size(slave, *size)
+        with errors.map_os_errors("bind the pty on /dev/console"):
+            console = paths.open_in_root(root_fd, "/dev/console", create="file")
+            try:
+                rsys.mount(paths.fd_path(slave), paths.fd_path(console), None, rsys.MS_BIND)
+            finally:
+                os.close(console)
+        with errors.map_os_errors("send the pty master to the console socket"):
+            tty.send_fd(ctx.console_fd, master, "/dev/ptmx")
+        for target in (0, 1, 2):
+            os.dup2(slave, target)
+        with errors.map_os_errors("make the pty the controlling terminal"):
+            tty.set_controlling(0)
+    finally:
+        os.close(master)
+        os.close(slave)
 
 
 def move_above(fd: int, floor: int) -> int:
@@ -201,10 +337,10 @@ def move_above(fd: int, floor: int) -> int:
     return new
 
 
-def _wait_for(go_r: int, step: bytes) -> None:
-    """Block until the intermediate reports ``step``; if it died instead, it has
-    reported why to the caller, so just go."""
-    if os.read(go_r, 1) != step:
+def wait_for(fd: int, step: bytes) -> None:
+    """Block until the other side sends ``step``; if it died or gave up instead,
+    it has reported why to the caller, so just go."""
+    if os.read(fd, 1) != step:
         os._exit(1)
 
 
@@ -236,11 +372,9 @@ def _setup_kernel(spec: config.Spec) -> None:
             rsys.setdomainname(spec.domainname)
     for key, value in spec.sysctl.items():
         _write_proc(f"/proc/sys/{key.replace('.', '/')}", value, f"set sysctl {key}")
-    if spec.process.oom_score_adj is not None:
-        _write_proc("/proc/self/oom_score_adj", str(spec.process.oom_score_adj), "oomScoreAdj")
-    for rl in spec.process.rlimits:
-        with errors.map_os_errors(f"set {rl.name} to {rl.soft}/{rl.hard}"):
-            rsys.setrlimit(rl.number, rl.soft, rl.hard)
+    if spec.personality is not None:
+        with errors.map_os_errors("linux.personality"):
+            rsys.personality(spec.personality)
 
 
 def _write_proc(path: str, value: str, what: str) -> None:

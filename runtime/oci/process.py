@@ -9,7 +9,13 @@ still privileged; supplementary groups and gid; uid with ``PR_SET_KEEPCAPS``;
 effective/permitted/inheritable; ambient (only capabilities that are also
 permitted and inheritable, as the kernel requires — ``runc spec`` lists
 ambient capabilities with no inheritable set, so the others are skipped, as
-runc does with a warning); umask. The program is looked up last, as the
+runc does with a warning); umask. The seccomp filter (when there is one) is
+loaded *last*, after the uid change and ``capset`` and right before the
+caller's final steps and exec, when ``noNewPrivileges`` is set; without
+``no_new_privs`` an unprivileged process may not load a filter, so it is then
+loaded before the identity changes, while still privileged (runc's order
+too). Either way ``getcwd`` has been checked before, so a profile that denies
+``getcwd`` cannot break the check. The program is looked up last, as the
 container's user and in the new root, so that "executable file not found in
 $PATH" is an error of ``create``, like runc's.
 
@@ -25,12 +31,18 @@ from runtime import errors
 from runtime.oci import config
 from runtime.sys import caps
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 __all__ = ["DEFAULT_PATH", "finalize", "lookup"]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def finalize(proc: config.Process, last_cap: int) -> tuple[str, dict[str, str]]:
+def finalize(
+    proc: config.Process, last_cap: int, load_seccomp: Callable[[], None] | None = None
+) -> tuple[str, dict[str, str]]:
     """Become the container's process; return (program path, environment)."""
     with errors.map_os_errors(f"chdir to process.cwd {proc.cwd}"):
         os.chdir(proc.cwd)
@@ -41,6 +53,8 @@ def finalize(proc: config.Process, last_cap: int) -> tuple[str, dict[str, str]]:
     if proc.no_new_privileges:
         with errors.map_os_errors("set no_new_privs"):
             rsys.prctl(rsys.PR_SET_NO_NEW_PRIVS, 1)
+    if load_seccomp is not None and not proc.no_new_privileges:
+        load_seccomp()
     c = proc.capabilities
     every = (1 << (last_cap + 1)) - 1
     with errors.map_os_errors("drop the capability bounding set"):
@@ -59,6 +73,8 @@ def finalize(proc: config.Process, last_cap: int) -> tuple[str, dict[str, str]]:
         caps.ambient_raise(c.ambient & c.permitted & c.inheritable & every, last_cap)
     os.umask(0o022 if proc.umask is None else proc.umask)
     path = lookup(proc.args[0], env.get("PATH", DEFAULT_PATH))
+    if load_seccomp is not None and proc.no_new_privileges:
+        load_seccomp()
     return path, env
 
 

@@ -43,6 +43,10 @@ import runtime.sys as rsys
 from runtime import errors
 from runtime.oci import cgroups, config, paths
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 __all__ = ["DEFAULT_DEVICES", "prepare"]
 
 #: (name, major, minor) of the nodes every container's /dev gets.
@@ -85,10 +89,22 @@ _PER_MOUNT_FLAGS = (
     | rsys.MS_NOSYMFOLLOW
 )
 _LOCKED_FLAGS = rsys.MS_NOSUID | rsys.MS_NODEV | rsys.MS_NOEXEC  # statvfs f_flag uses the same bits
+_ATIME_FLAGS = rsys.MS_NOATIME | rsys.MS_NODIRATIME | rsys.MS_RELATIME | rsys.MS_STRICTATIME
+# statvfs f_flag bit -> mount flag (ST_NOATIME, ST_NODIRATIME, ST_RELATIME)
+_ST_ATIME = ((1024, rsys.MS_NOATIME), (2048, rsys.MS_NODIRATIME), (4096, rsys.MS_RELATIME))
 
 
-def prepare(spec: config.Spec, cg: cgroups.Cgroup, cgroupns: bool) -> None:
-    """Everything from step 1 to 5 above; on return ``/`` is the container's."""
+def prepare(
+    spec: config.Spec,
+    cg: cgroups.Cgroup,
+    cgroupns: bool,
+    before_pivot: Callable[[int], None] | None = None,
+) -> None:
+    """Everything from step 1 to 5 above; on return ``/`` is the container's.
+
+    ``before_pivot(root_fd)`` runs once the mounts are made, right before
+    ``pivot_root`` (hooks, the console).
+    """
     rootfs = spec.root_path
     early, late = spec.rootfs_propagation, 0
     if early & (rsys.MS_SHARED | rsys.MS_UNBINDABLE):
@@ -113,6 +129,8 @@ def prepare(spec: config.Spec, cg: cgroups.Cgroup, cgroupns: bool) -> None:
             _readonly(root_fd, path)
         if spec.masked_paths:
             _mask(root_fd, spec.masked_paths, check_dev=not dev_is_bind)
+        if before_pivot is not None:
+            before_pivot(root_fd)
         with errors.map_os_errors(f"pivot_root to {rootfs}"):
             os.fchdir(root_fd)
             rsys.pivot_root(".", ".")
@@ -163,15 +181,27 @@ def _mount(root_fd: int, m: config.Mount) -> None:
         with errors.map_os_errors(f"{what}: source"):
             create = "dir" if stat.S_ISDIR(os.stat(m.source).st_mode) else "file"
     fd = _open(root_fd, m.destination, create=create, no_symlinks=m.type in ("proc", "sysfs"))
+    host_sys = False
     try:
         with errors.map_os_errors(what):
             if opts.bind:
                 flags = rsys.MS_BIND | (rsys.MS_REC if opts.recursive else 0)
                 rsys.mount(m.source, paths.fd_path(fd), None, flags)
             else:
-                rsys.mount(m.source, paths.fd_path(fd), m.type, opts.flags, opts.data or None)
+                try:
+                    rsys.mount(m.source, paths.fd_path(fd), m.type, opts.flags, opts.data or None)
+                except PermissionError:
+                    if m.type != "sysfs":
+                        raise
+                    # a user namespace that does not own the network namespace may
+                    # not mount sysfs: show the host's, read-only (runc does the same)
+                    rsys.mount("/sys", paths.fd_path(fd), None, rsys.MS_BIND | rsys.MS_REC)
+                    host_sys = True
     finally:
         os.close(fd)
+    if host_sys:
+        with errors.map_os_errors(what):
+            _remount_at(root_fd, m.destination, rsys.MS_RDONLY | (opts.flags & _PER_MOUNT_FLAGS))
     if (opts.bind and opts.flags & _PER_MOUNT_FLAGS) or opts.propagation:
         fd = _open(root_fd, m.destination)  # resolved afresh: now the new mount's root
         try:
@@ -185,8 +215,15 @@ def _mount(root_fd: int, m: config.Mount) -> None:
 
 
 def _remount(target: str, flags: int) -> None:
-    """Bind-remount ``target`` with ``flags``, keeping its nosuid/nodev/noexec."""
-    keep = os.statvfs(target).f_flag & _LOCKED_FLAGS
+    """Bind-remount ``target`` with ``flags``, keeping its nosuid/nodev/noexec
+    and, unless ``flags`` name one, its atime mode (in a user namespace the
+    kernel refuses a remount that would clear any of these, "locked" flags)."""
+    current = os.statvfs(target).f_flag
+    keep = current & _LOCKED_FLAGS
+    if not flags & _ATIME_FLAGS:
+        for st_flag, ms_flag in _ST_ATIME:
+            if current & st_flag:
+                keep |= ms_flag
     rsys.mount(None, target, None, rsys.MS_REMOUNT | rsys.MS_BIND | flags | keep)
 
 
@@ -248,13 +285,14 @@ def _populate_dev(root_fd: int, devices: list[config.Device]) -> None:
     try:
         for name, major, minor in DEFAULT_DEVICES:
             if f"/dev/{name}" not in wanted:
-                _mknod(dev, name, stat.S_IFCHR | 0o666, major, minor, 0, 0)
+                _mknod(dev, name, stat.S_IFCHR | 0o666, major, minor, 0, 0, f"/dev/{name}")
         for d in devices:
             parent_path, name = d.path.rsplit("/", 1)
             parent = _open(root_fd, parent_path, create="dir")
             try:
                 kind = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
-                _mknod(parent, name, kind[d.type] | d.file_mode, d.major, d.minor, d.uid, d.gid)
+                mode = kind[d.type] | d.file_mode
+                _mknod(parent, name, mode, d.major, d.minor, d.uid, d.gid, d.path)
             finally:
                 os.close(parent)
         links = list(_DEV_LINKS)
@@ -272,13 +310,35 @@ def _populate_dev(root_fd: int, devices: list[config.Device]) -> None:
         os.close(dev)
 
 
-def _mknod(dir_fd: int, name: str, mode: int, major: int, minor: int, uid: int, gid: int) -> None:
-    with errors.map_os_errors(f"create device /dev/.../{name}"):
+def _mknod(
+    dir_fd: int, name: str, mode: int, major: int, minor: int, uid: int, gid: int, host: str
+) -> None:
+    """mknod ``name`` in ``dir_fd``; where mknod is not allowed (a user namespace)
+    bind-mount the host's node ``host`` on an empty file instead, as runc does."""
+    with errors.map_os_errors(f"create device {host}"):
         try:
-            os.mknod(name, mode, os.makedev(major, minor), dir_fd=dir_fd)
-        except FileExistsError:
-            os.unlink(name, dir_fd=dir_fd)
-            os.mknod(name, mode, os.makedev(major, minor), dir_fd=dir_fd)
+            try:
+                os.mknod(name, mode, os.makedev(major, minor), dir_fd=dir_fd)
+            except FileExistsError:
+                os.unlink(name, dir_fd=dir_fd)
+                os.mknod(name, mode, os.makedev(major, minor), dir_fd=dir_fd)
+        except PermissionError:
+            if stat.S_ISFIFO(mode):
+                raise
+            st = os.stat(host)
+            if st.st_rdev != os.makedev(major, minor):
+                raise errors.FailedPrecondition(
+                    f"cannot mknod {host} here (user namespace?) and the host's {host} is "
+                    f"another device"
+                ) from None
+            flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+            os.close(os.open(name, flags, 0o600, dir_fd=dir_fd))
+            target = paths.open_in_root(dir_fd, name)
+            try:
+                rsys.mount(host, paths.fd_path(target), None, rsys.MS_BIND)
+            finally:
+                os.close(target)
+            return
         os.chmod(name, stat.S_IMODE(mode), dir_fd=dir_fd, follow_symlinks=False)
         if uid or gid:
             os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
@@ -327,18 +387,19 @@ def _mask(root_fd: int, masked: list[str], *, check_dev: bool) -> None:
 
 
 def _check_null(root_fd: int, null: int, check_dev: bool) -> None:
-    """The inode bound over masked files must be the null device we made."""
+    """The inode bound over masked files must be the null device we made (or,
+    in a user namespace, the host's /dev/null that we bound there)."""
     st = os.fstat(null)
     dev = _open(root_fd, "/dev")
     try:
         dev_st = os.fstat(dev)
     finally:
         os.close(dev)
-    if (
-        not stat.S_ISCHR(st.st_mode)
-        or st.st_rdev != os.makedev(1, 3)
-        or (check_dev and st.st_dev != dev_st.st_dev)
-    ):
+    ours = st.st_dev == dev_st.st_dev
+    if not ours:
+        host = os.stat("/dev/null")
+        ours = (st.st_dev, st.st_ino) == (host.st_dev, host.st_ino)
+    if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(1, 3) or (check_dev and not ours):
         raise errors.FailedPrecondition(
             "/dev/null in the container is not the char device 1:3 this runtime created: "
             "refusing to mask paths with it"

@@ -63,6 +63,8 @@ class Record:
         self.created = _rfc3339(time.time_ns())
         self.annotations: dict[str, str] = {}
         self.cgroup_dirs: list[str] = []
+        self.freezer = ""  # v1 freezer dir, or the v2 dir (cgroup.freeze)
+        self.hooks: dict[str, object] = {}  # poststart/poststop … as in config.json
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -75,6 +77,8 @@ class Record:
             "created": self.created,
             "annotations": self.annotations,
             "cgroup_dirs": self.cgroup_dirs,
+            "freezer": self.freezer,
+            "hooks": self.hooks,
         }
 
     @classmethod
@@ -86,6 +90,9 @@ class Record:
         rec.created = _typed(doc, "created", str)
         rec.annotations = _typed(doc, "annotations", dict)
         rec.cgroup_dirs = _typed(doc, "cgroup_dirs", list)
+        rec.freezer = str(doc.get("freezer", ""))  # absent in state files of older versions
+        hooks = doc.get("hooks", {})
+        rec.hooks = hooks if isinstance(hooks, dict) else {}
         return rec
 
 
@@ -175,7 +182,7 @@ def proc_stat(pid: int) -> tuple[str, int] | None:
 
 
 def observe_status(root: str, rec: Record) -> str:
-    """created | running | stopped, read from the kernel (see the module doc)."""
+    """created | running | paused | stopped, read from the kernel (see the module doc)."""
     if rec.pid <= 0:
         return "stopped"
     seen = proc_stat(rec.pid)
@@ -183,7 +190,21 @@ def observe_status(root: str, rec: Record) -> str:
         return "stopped"
     if os.path.lexists(os.path.join(root, rec.id, FIFO)):
         return "created"
+    if rec.freezer and is_frozen(rec.freezer):
+        return "paused"
     return "running"
+
+
+def is_frozen(directory: str) -> bool:
+    """Whether the cgroup ``directory`` is frozen (v1 ``freezer.state`` FROZEN or
+    FREEZING, v2 ``cgroup.freeze`` 1)."""
+    for name, frozen in (("freezer.state", (b"FROZEN", b"FREEZING")), ("cgroup.freeze", (b"1",))):
+        try:
+            with open(os.path.join(directory, name), "rb") as f:
+                return f.read().strip() in frozen
+        except FileNotFoundError:
+            continue
+    return False
 
 
 def oci_state(rec: Record, status: str) -> dict[str, object]:

@@ -75,6 +75,13 @@ __all__ = [
     "setrlimit",
     "reset_signals",
     "pidfd_send_signal",
+    "open_tree",
+    "mount_setattr",
+    "personality",
+    "OPEN_TREE_CLONE",
+    "MOUNT_ATTR_RDONLY",
+    "MOUNT_ATTR_NOSUID",
+    "MOUNT_ATTR_NODEV",
 ]
 
 CLONE_NEWNS = 0x00020000
@@ -128,6 +135,13 @@ PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 CLOSE_RANGE_CLOEXEC = 1 << 2
+OPEN_TREE_CLONE = 1
+_OPEN_TREE_CLOEXEC = 0o2000000
+_AT_FDCWD = -100
+_AT_EMPTY_PATH = 0x1000
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
 PROC_SUPER_MAGIC = 0x9FA0
 
 _SYSCALLS = {
@@ -146,6 +160,8 @@ _SYSCALLS = {
         "fsopen": 430,
         "fsmount": 432,
         "pidfd_send_signal": 424,
+        "mount_setattr": 442,
+        "bpf": 321,
     },
     "aarch64": {
         "pivot_root": 41,
@@ -162,6 +178,8 @@ _SYSCALLS = {
         "fsopen": 430,
         "fsmount": 432,
         "pidfd_send_signal": 424,
+        "mount_setattr": 442,
+        "bpf": 280,
     },
 }
 
@@ -307,3 +325,38 @@ def pidfd_send_signal(pidfd: int, sig: int) -> None:
     """
     nr = syscall_number("pidfd_send_signal")
     _check(libc.syscall(nr, pidfd, sig, None, 0), "pidfd_send_signal")
+
+
+def open_tree(path: str, flags: int = OPEN_TREE_CLONE) -> int:
+    """open_tree(2) (Linux 5.2): with ``OPEN_TREE_CLONE``, an fd of a detached
+    bind mount of ``path`` (close-on-exec); it lives as long as the fd."""
+    nr = syscall_number("open_tree")
+    return _check(
+        libc.syscall(nr, _AT_FDCWD, _b(path), ctypes.c_uint(flags | _OPEN_TREE_CLOEXEC)),
+        "open_tree",
+        path,
+    )
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    ]
+
+
+def mount_setattr(fd: int, attr_set: int, attr_clr: int = 0) -> None:
+    """mount_setattr(2) (Linux 5.12) on the mount open at ``fd``."""
+    nr = syscall_number("mount_setattr")
+    attr = _MountAttr(attr_set, attr_clr, 0, 0)
+    _check(
+        libc.syscall(nr, fd, b"", _AT_EMPTY_PATH, ctypes.byref(attr), ctypes.sizeof(attr)),
+        "mount_setattr",
+    )
+
+
+def personality(persona: int) -> int:
+    """personality(2): set the execution domain; returns the previous one."""
+    return _check(libc.personality(ctypes.c_ulong(persona)), "personality")

@@ -34,7 +34,7 @@ def test_hybrid_host_uses_v1_controllers_and_the_unified_tree(tmp_path: Path) ->
     hier = _discover(tmp_path, HYBRID)
     assert hier.v2 is None and hier.unified == "/sys/fs/cgroup/unified"
     assert hier.v1["cpu"] == hier.v1["cpuacct"] == "/sys/fs/cgroup/cpu,cpuacct"
-    assert "cpuset" not in hier.v1
+    assert hier.v1["cpuset"] == "/sys/fs/cgroup/cpuset"  # known, joined only when asked
     cg = cgroups.plan(hier, "/pyreconcile-x/c1", "c1")
     assert cg.dirs == [
         "/sys/fs/cgroup/unified/pyreconcile-x/c1",
@@ -44,6 +44,8 @@ def test_hybrid_host_uses_v1_controllers_and_the_unified_tree(tmp_path: Path) ->
     ]
     assert cg.hierarchies()[2] == ("cpu,cpuacct", "/sys/fs/cgroup/cpu,cpuacct/pyreconcile-x/c1")
     assert not cg.is_v2
+    with_cpuset = cgroups.plan(hier, "/pyreconcile-x/c1", "c1", cpuset=True)
+    assert with_cpuset.dir_for("cpuset") == "/sys/fs/cgroup/cpuset/pyreconcile-x/c1"
 
 
 def test_pure_v2_host_has_one_directory(tmp_path: Path) -> None:

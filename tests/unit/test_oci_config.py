@@ -86,7 +86,7 @@ def test_mount_option_words_clear_what_they_negate() -> None:
         (lambda d: d["process"]["capabilities"]["bounding"].append("CAP_FOO"), "bounding[3]"),
         (lambda d: d["process"].update(args=[]), "process.args"),
         (lambda d: d["process"].update(args="sh"), "process.args must be a list"),
-        (lambda d: d["process"].update(terminal=True), "console socket"),
+        (lambda d: d["process"].update(consoleSize={"height": -1}), "consoleSize"),
         (lambda d: d["process"].update(cwd="relative"), "process.cwd"),
         (lambda d: d["process"].update(env=["NOEQUALS"]), "process.env[0]"),
         (lambda d: d["process"]["user"].update(uid="0"), "process.user.uid must be an integer"),
@@ -103,14 +103,36 @@ def test_mount_option_words_clear_what_they_negate() -> None:
             lambda d: d["process"]["rlimits"].append({"type": "RLIMIT_CORE", "soft": 2, "hard": 1}),
             "soft limit 2 is above hard 1",
         ),
-        (lambda d: d["linux"]["namespaces"].append({"type": "user"}), "user namespaces"),
+        (lambda d: d["linux"]["namespaces"].append({"type": "user"}), "needs linux.uidMappings"),
+        (
+            lambda d: d["linux"].update(uidMappings=[{"containerID": 0, "hostID": 1, "size": 1}]),
+            "need a new user namespace",
+        ),
+        (lambda d: d["linux"].update(timeOffsets={"monotonic": {"secs": 1}}), "new time name"),
         (lambda d: d["linux"]["namespaces"].append({"type": "pid"}), "listed twice"),
         (lambda d: d["linux"]["namespaces"].append({"type": "bogus"}), "unknown namespace"),
         (lambda d: d["linux"]["namespaces"].pop(), "new mount namespace"),
         (lambda d: d["linux"]["namespaces"].pop(3), "hostname needs a private uts"),
         (lambda d: d["linux"].update(sysctl={"kernel.panic": "1"}), "not namespaced"),
-        (lambda d: d["linux"].update(seccomp={"defaultAction": "SCMP_ACT_ALLOW"}), "seccomp"),
-        (lambda d: d.update(hooks={"prestart": [{"path": "/x"}]}), "hooks"),
+        (lambda d: d["linux"].update(seccomp={"defaultAction": "SCMP_ACT_NOPE"}), "unknown secc"),
+        (
+            lambda d: d["linux"].update(
+                seccomp={
+                    "defaultAction": "SCMP_ACT_ALLOW",
+                    "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_NOTIFY"}],
+                }
+            ),
+            "needs listenerPath",
+        ),
+        (
+            lambda d: d["linux"].update(
+                seccomp={"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_Z80"]}
+            ),
+            "unknown architecture",
+        ),
+        (lambda d: d.update(hooks={"prestart": [{"path": "x"}]}), "must be absolute"),
+        (lambda d: d.update(hooks={"preboot": [{"path": "/x"}]}), "unknown hook kind"),
+        (lambda d: d.update(hooks={"poststop": [{"path": "/x", "timeout": 0}]}), "above 0"),
         (lambda d: d["mounts"].append({"destination": "rel", "type": "tmpfs"}), "mounts[7]"),
         (lambda d: d["mounts"].append({"destination": "/b", "type": "bind"}), "needs a source"),
         (lambda d: d["linux"].update(rootfsPropagation="sideways"), "rootfsPropagation"),
