@@ -17,10 +17,11 @@ Stdlib only: the shim imports parts of ``runtime`` with ``python -I -S``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Literal, Protocol
 
 __all__ = [
+    "ArchiveFormat",
     "ContainerConfig",
     "ContainerInfo",
     "ContainerStatus",
@@ -34,6 +35,9 @@ __all__ = [
     "NetworkConfig",
     "NetworkInfo",
     "PortConfig",
+    "ProgressCallback",
+    "ProgressEvent",
+    "RemoteImage",
     "ResourcesConfig",
     "RuntimeClient",
     "VolumeConfig",
@@ -81,6 +85,47 @@ class ImageInfo:
     size: int  # bytes of the layers as stored
     created_at: float
     annotations: tuple[tuple[str, str], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class RemoteImage:
+    """What a reference names in its registry now (``resolve_remote``)."""
+
+    reference: str  # normalised
+    digest: str  # what the tag points at: an index, or the manifest itself
+    manifest_digest: str  # the manifest chosen for the platform
+    image_id: str  # its config digest: equal to a local ImageInfo.id when in sync
+    platform: str  # os/architecture[/variant] of the chosen manifest ("" if unknown)
+
+
+ProgressAction = Literal[
+    "resolved",  # id: the reference; detail: the manifest digest
+    "exists",  # a blob already present (locally for a pull, remotely for a push)
+    "downloading",
+    "downloaded",
+    "mounted",  # pushed by cross-repository mount
+    "uploading",
+    "uploaded",
+    "unpacking",
+    "done",  # id: the reference; detail: the image id (pull) or manifest digest (push)
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class ProgressEvent:
+    """One step of a pull or push, for a progress display or ``--progress json``."""
+
+    action: ProgressAction
+    id: str  # a blob's digest, or the reference
+    current: int = 0  # bytes done so far
+    total: int | None = None  # bytes expected
+    detail: str = ""
+
+
+ProgressCallback = Callable[[ProgressEvent], None]
+"""Called from worker threads too: keep it quick and thread-safe."""
+
+ArchiveFormat = Literal["docker-archive", "oci-archive", "oci-dir"]
 
 
 # ---------------------------------------------------------------------------
@@ -266,8 +311,30 @@ class RuntimeClient(Protocol):
     def import_image(
         self, path: str, reference: str | None = None, annotations: Mapping[str, str] | None = None
     ) -> ImageInfo: ...
-    def pull_image(self, reference: str) -> ImageInfo: ...
+    def pull_image(
+        self,
+        reference: str,
+        *,
+        platform: str | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> ImageInfo: ...
+    def resolve_remote(self, reference: str, *, platform: str | None = None) -> RemoteImage: ...
+    def push_image(
+        self,
+        ref: str,
+        destination: str | None = None,
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> str: ...
+    def tag_image(self, source: str, target: str) -> ImageInfo: ...
     def remove_image(self, ref: str) -> None: ...
+    def prune_images(self, *, all_unused: bool = False) -> list[str]: ...
+    def save_images(
+        self, refs: Sequence[str], path: str, *, format: ArchiveFormat = "docker-archive"
+    ) -> None: ...
+    def load_images(self, path: str) -> list[ImageInfo]: ...
+    def login(self, registry: str, username: str, password: str) -> None: ...
+    def logout(self, registry: str) -> bool: ...
 
     # volumes
     def list_volumes(self) -> list[VolumeInfo]: ...

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from runtime import client, errors
 from schemas import reference as references
@@ -36,7 +36,12 @@ class FakeRuntime:
         self.clock: Callable[[], float] = clock or (lambda: float(next(self._ticks)))
         self.images: dict[str, client.ImageInfo] = {}  # by id
         self.refs: dict[str, str] = {}  # reference -> image id
-        self.registry: dict[str, client.ImageConfig] = {}  # what pull_image can fetch
+        # what pull_image can fetch: reference -> (config, content); see publish()
+        self.registry: dict[str, tuple[client.ImageConfig, bytes]] = {}
+        self.registry_users: dict[str, dict[str, str]] = {}  # domain -> user -> password
+        self.logins: dict[str, tuple[str, str]] = {}  # domain -> (user, password)
+        self.archives: dict[str, list[tuple[client.ImageInfo, bytes, tuple[str, ...]]]] = {}
+        self._image_content: dict[str, bytes] = {}  # image id -> the bytes it was made of
         self.volumes: dict[str, client.VolumeInfo] = {}
         self.networks: dict[str, client.NetworkInfo] = {}
         self.containers: dict[str, client.ContainerInfo] = {}
@@ -71,6 +76,7 @@ class FakeRuntime:
         )
         previous = self.refs.get(ref)
         self.images[image_id] = info
+        self._image_content[image_id] = data
         self.refs[ref] = image_id
         if previous and previous != image_id:
             self._drop_ref(previous, ref)
@@ -106,20 +112,154 @@ class FakeRuntime:
             reference or "localhost/imported:latest", content=data, annotations=annotations
         )
 
-    def pull_image(self, reference: str) -> client.ImageInfo:
-        self.calls.append(f"pull_image {reference}")
+    def publish(
+        self, reference: str, config: client.ImageConfig | None = None, *, content: bytes = b""
+    ) -> client.RemoteImage:
+        """Put an image in the fake registry (again: the tag moves when content differs)."""
+        ref = _image_key(reference)
+        data = content or ref.encode()
+        self.registry[ref] = (config or client.ImageConfig(cmd=("sh",)), data)
+        return self.resolve_remote(ref)
+
+    def _remote(self, reference: str) -> tuple[str, client.ImageConfig, bytes]:
         ref = _image_key(reference)
         if ref not in self.registry:
             raise errors.NotFound(f"image {ref} not found in its registry")
-        return self.add_image(ref, self.registry[ref])
+        config, data = self.registry[ref]
+        return ref, config, data
+
+    def pull_image(
+        self,
+        reference: str,
+        *,
+        platform: str | None = None,
+        progress: client.ProgressCallback | None = None,
+    ) -> client.ImageInfo:
+        self.calls.append(f"pull_image {reference}")
+        ref, config, data = self._remote(reference)
+        remote = self.resolve_remote(ref)
+        if progress is not None:
+            progress(client.ProgressEvent("resolved", ref, detail=remote.manifest_digest))
+        info = self.add_image(ref, config, content=data)
+        if progress is not None:
+            progress(client.ProgressEvent("done", ref, detail=info.id))
+        return info
+
+    def resolve_remote(self, reference: str, *, platform: str | None = None) -> client.RemoteImage:
+        ref, _, data = self._remote(reference)
+        manifest = "sha256:" + hashlib.sha256(b"manifest:" + data).hexdigest()
+        return client.RemoteImage(
+            reference=ref,
+            digest=manifest,
+            manifest_digest=manifest,
+            image_id="sha256:" + hashlib.sha256(b"config:" + data).hexdigest(),
+            platform=platform or "linux/amd64",
+        )
+
+    def push_image(
+        self,
+        ref: str,
+        destination: str | None = None,
+        *,
+        progress: client.ProgressCallback | None = None,
+    ) -> str:
+        image = self.get_image(ref)
+        target = destination or ref
+        if target.startswith("sha256:"):
+            raise errors.InvalidSpec(f"cannot push {ref}: name the destination")
+        dest = _image_key(target)
+        domain = dest.split("/", 1)[0]
+        if self.registry_users.get(domain) and domain not in self.logins:
+            raise errors.FailedPrecondition(f"registry {domain} requires a login")
+        self.registry[dest] = (image.config, self._image_content[image.id])
+        if progress is not None:
+            progress(client.ProgressEvent("done", dest, detail=image.digest))
+        return image.digest
+
+    def tag_image(self, source: str, target: str) -> client.ImageInfo:
+        image = self.get_image(source)
+        ref = _image_key(target)
+        previous = self.refs.get(ref)
+        if previous and previous != image.id:
+            self._drop_ref(previous, ref)
+        self.refs[ref] = image.id
+        info = dataclasses.replace(
+            self.images[image.id], references=tuple(sorted({*image.references, ref}))
+        )
+        self.images[image.id] = info
+        return info
 
     def remove_image(self, ref: str) -> None:
         image = self.get_image(ref)
-        if any(c.image_id == image.id for c in self.containers.values()):
+        key = _image_key(ref)
+        used = any(c.image_id == image.id for c in self.containers.values())
+        if key in image.references:  # untag; the image goes with its last name
+            self.refs.pop(key, None)
+            self._drop_ref(image.id, key)
+            if self.images[image.id].references or used:
+                return
+        elif used:
             raise errors.FailedPrecondition(f"image {ref} is used by a container")
         for r in image.references:
             self.refs.pop(r, None)
         del self.images[image.id]
+
+    def prune_images(self, *, all_unused: bool = False) -> list[str]:
+        removed = []
+        for image in list(self.images.values()):
+            if any(c.image_id == image.id for c in self.containers.values()):
+                continue
+            if image.references and not all_unused:
+                continue
+            for r in image.references:
+                self.refs.pop(r, None)
+            del self.images[image.id]
+            removed.append(image.id)
+        return removed
+
+    def save_images(
+        self,
+        refs: Sequence[str],
+        path: str,
+        *,
+        format: client.ArchiveFormat = "docker-archive",
+    ) -> None:
+        chosen: dict[str, tuple[client.ImageInfo, list[str]]] = {}
+        for ref in refs:
+            image = self.get_image(ref)
+            names = chosen.setdefault(image.id, (image, []))[1]
+            key = ref if ref.startswith("sha256:") else _image_key(ref)
+            if key in image.references and key not in names:
+                names.append(key)
+        if not chosen:
+            raise errors.InvalidSpec("name at least one image to save")
+        self.archives[path] = [
+            (image, self._image_content[image.id], tuple(names)) for image, names in chosen.values()
+        ]
+        with open(path, "w") as f:  # a file exists where the archive would be
+            f.write(f"fake {format} archive of {len(chosen)} image(s)\n")
+
+    def load_images(self, path: str) -> list[client.ImageInfo]:
+        if path not in self.archives:
+            raise errors.InvalidSpec(f"{path} is not an archive saved by this fake")
+        loaded = []
+        for image, data, names in self.archives[path]:
+            info = self.add_image(names[0] if names else image.id, image.config, content=data)
+            for name in names[1:]:
+                info = self.tag_image(info.id, name)
+            loaded.append(info)
+        return loaded
+
+    def login(self, registry: str, username: str, password: str) -> None:
+        domain = registry.split("://", 1)[-1].split("/", 1)[0]
+        users = self.registry_users.get(domain)
+        if users is not None and users.get(username) != password:
+            raise errors.FailedPrecondition(f"registry {domain} refused the credentials")
+        self.logins[domain] = (username, password)
+
+    def logout(self, registry: str) -> bool:
+        domain = registry.split("://", 1)[-1].split("/", 1)[0]
+        return self.logins.pop(domain, None) is not None
 
     # -- volumes -----------------------------------------------------------
 

@@ -9,16 +9,23 @@ creates namespaces, mounts and cgroups.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from runtime import client, errors
 from runtime.engine import containers, content, images, layout, metadata, objects, snapshots
+from schemas import reference as references
+
+if TYPE_CHECKING:  # imported when first used: requests costs every CLI start ~60 ms
+    from runtime.engine import registry
 
 
 class LocalRuntime:
     """Implements ``runtime.client.RuntimeClient``."""
 
-    def __init__(self, paths: layout.Layout) -> None:
+    def __init__(
+        self, paths: layout.Layout, registry_options: registry.RegistryOptions | None = None
+    ) -> None:
         if os.geteuid() != 0:
             raise errors.Unavailable(
                 "the pyreconcile engine needs root (it creates namespaces, mounts and cgroups); "
@@ -29,9 +36,10 @@ class LocalRuntime:
             paths.ensure()
         self._store = metadata.MetadataStore(paths.db_path)
         self._snapshots = snapshots.OverlaySnapshotter(paths.snapshots_dir, self._store)
-        self._images = images.ImageStore(
-            paths, self._store, content.LocalContentStore(paths.content_dir), self._snapshots
-        )
+        self._content = content.LocalContentStore(paths.content_dir)
+        self._images = images.ImageStore(paths, self._store, self._content, self._snapshots)
+        self._registry_options = registry_options
+        self._registries_: registry.Registries | None = None
         self._volumes = objects.Volumes(paths, self._store)
         self._networks = objects.Networks(self._store)
         self._containers = containers.Containers(
@@ -51,14 +59,108 @@ class LocalRuntime:
         record = self._images.import_image(path, reference, annotations=annotations)
         return images.to_image_info(record)
 
-    def pull_image(self, reference: str) -> client.ImageInfo:
-        raise errors.Unavailable(
-            f"cannot pull {reference}: pulling from registries is not implemented yet; "
-            "import the image with `pyreconcile image import` (a rootfs tarball or an OCI layout)"
+    @property
+    def _registries(self) -> registry.Registries:
+        if self._registries_ is None:
+            from runtime.engine import registry
+
+            opts = self._registry_options or registry.RegistryOptions.from_env()
+            cache = os.path.join(self.layout.run_root, "registry")
+            self._registries_ = registry.Registries(opts, cache)
+        return self._registries_
+
+    def pull_image(
+        self,
+        reference: str,
+        *,
+        platform: str | None = None,
+        progress: client.ProgressCallback | None = None,
+    ) -> client.ImageInfo:
+        record = self._registries.pull(
+            reference,
+            store=self._content,
+            image_store=self._images,
+            platform=platform,
+            progress=progress,
         )
+        return images.to_image_info(record)
+
+    def resolve_remote(self, reference: str, *, platform: str | None = None) -> client.RemoteImage:
+        return self._registries.resolve(reference, platform)
+
+    def push_image(
+        self,
+        ref: str,
+        destination: str | None = None,
+        *,
+        progress: client.ProgressCallback | None = None,
+    ) -> str:
+        record = self._images.get(ref)
+        target = destination or ref
+        if references.is_digest(target) or target.startswith("sha256:"):
+            raise errors.InvalidSpec(
+                f"cannot push {ref}: name the destination (push {ref} REGISTRY/REPO:TAG)"
+            )
+        return self._registries.push(record, target, store=self._content, progress=progress)
+
+    def tag_image(self, source: str, target: str) -> client.ImageInfo:
+        try:
+            return images.to_image_info(self._images.tag(source, target))
+        except references.ReferenceError_ as exc:
+            raise errors.InvalidSpec(str(exc)) from None
 
     def remove_image(self, ref: str) -> None:
         self._images.remove(ref)
+
+    def prune_images(self, *, all_unused: bool = False) -> list[str]:
+        return self._images.prune(all_unused=all_unused)
+
+    def save_images(
+        self,
+        refs: Sequence[str],
+        path: str,
+        *,
+        format: client.ArchiveFormat = "docker-archive",
+    ) -> None:
+        from runtime.engine import docker_archive, oci_export
+
+        chosen: dict[str, tuple[images.ImageRecord, list[str]]] = {}
+        for ref in refs:
+            record = self._images.get(ref)
+            names = chosen.setdefault(record.id, (record, []))[1]
+            name = _name_in(ref, record)
+            if name and name not in names:
+                names.append(name)
+        if not chosen:
+            raise errors.InvalidSpec("name at least one image to save")
+        if format == "docker-archive":
+            items = [(record, tuple(names)) for record, names in chosen.values()]
+            scratch = os.path.join(self.layout.content_dir, "ingest")
+            docker_archive.save(items, path, self._images, self._content, scratch)
+            return
+        exports = []
+        for record, names in chosen.values():
+            raw, parsed = self._images.manifest(record)
+            exports.append(
+                oci_export.ExportImage(record.manifest_digest, raw, parsed, tuple(names))
+            )
+        if format == "oci-dir":
+            oci_export.write_layout_dir(exports, path, self._content)
+        elif format == "oci-archive":
+            oci_export.write_layout_tar(exports, path, self._content)
+        else:
+            raise errors.InvalidSpec(
+                f"unknown archive format {format!r}: use docker-archive, oci-archive or oci-dir"
+            )
+
+    def load_images(self, path: str) -> list[client.ImageInfo]:
+        return [images.to_image_info(r) for r in self._images.load(path)]
+
+    def login(self, registry: str, username: str, password: str) -> None:
+        self._registries.login(registry, username, password)
+
+    def logout(self, registry: str) -> bool:
+        return self._registries.logout(registry)
 
     # volumes
     def list_volumes(self) -> list[client.VolumeInfo]:
@@ -129,4 +231,16 @@ class LocalRuntime:
         return self._containers.logs(name, tail=tail, follow=follow)
 
     def close(self) -> None:
+        if self._registries_ is not None:
+            self._registries_.close()
         self._store.close()
+
+
+def _name_in(ref: str, record: images.ImageRecord) -> str | None:
+    """The name ``ref`` gives the image (None when ``ref`` is an id or digest), as Docker
+    names what ``docker save`` writes only when it was asked by name."""
+    try:
+        name = references.normalize_reference(ref)
+    except references.ReferenceError_:
+        return None
+    return name if name in record.references else None

@@ -13,6 +13,8 @@ Imports:
   ``os: linux``, empty ``config``) with ``created`` set to the newest mtime in
   the tarball, not the clock, so importing the same tarball twice gives the
   same image id, and the second import unpacks nothing.
+* ``docker_archive.load`` (through ``import_image`` and ``load``) reads
+  ``docker save`` archives.
 * ``import_oci_layout`` reads an OCI image layout, as a directory or a tar
   (``skopeo copy … oci:DIR`` / ``oci-archive:``), and verifies everything the
   reference file lists (see ``oci_layout``): manifest, config and layer sizes
@@ -32,6 +34,7 @@ written but not yet recorded.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import dataclasses
 import fcntl
@@ -155,11 +158,36 @@ class ImageStore:
         if kind == "oci-layout":
             return self.import_oci_layout(path, reference, annotations=annotations)
         if kind == "docker-archive":
-            raise errors.InvalidSpec(
-                f"{path} is a 'docker save' archive, which is not supported: convert it with "
-                f"'skopeo copy docker-archive:{path} oci-archive:OUT.tar' and import OUT.tar"
-            )
+            from runtime.engine import docker_archive  # it imports this module
+
+            loaded = docker_archive.load(path, self, self._content)
+            wanted = references.normalize_reference(reference) if reference else None
+            record = next((r for r in loaded if wanted in r.references), loaded[0])
+            if wanted and wanted not in record.references:
+                record = self.tag(record.id, wanted)
+            if annotations is not None:
+                self._store.update_image(record.id, annotations=annotations)
+                record = self.get(record.id)
+            return record
         return self.import_rootfs_tar(path, reference, annotations=annotations)
+
+    def load(self, path: str) -> list[ImageRecord]:
+        """Every image of a ``docker save`` archive or an OCI layout, with its names."""
+        kind = oci_layout.archive_kind(path)
+        if kind == "docker-archive":
+            from runtime.engine import docker_archive  # it imports this module
+
+            return docker_archive.load(path, self, self._content)
+        if kind != "oci-layout":
+            raise errors.InvalidSpec(
+                f"{path} is neither a 'docker save' archive nor an OCI layout; "
+                "a root filesystem tarball is imported with `pyreconcile image import`"
+            )
+        with oci_layout.LayoutReader(path) as reader:
+            names = reader.names()
+        if not names:
+            return [self.import_oci_layout(path)]
+        return [self.import_oci_layout(path, name) for name in names]
 
     def import_rootfs_tar(
         self,
@@ -341,6 +369,8 @@ class ImageStore:
         except references.ReferenceError_:
             parsed = None
         if parsed is not None and parsed.digest:
+            with contextlib.suppress(errors.NotFound):  # named by digest when pulled so
+                return self._store.get_image_ref(str(parsed)).image_id
             found = self._store.find_images(manifest_digest=parsed.digest)
             if found:
                 return found[0].id
@@ -418,6 +448,27 @@ class ImageStore:
                     )
                 self._store.delete_image(image_id)
             self._collect()
+
+    def prune(self, *, all_unused: bool = False) -> builtins.list[str]:
+        """Delete images no container uses that have no name (``all_unused``: named
+        ones too), then collect their blobs and layers; the ids deleted."""
+        removed: list[str] = []
+        with self._locked(exclusive=True):
+            with self._store.transaction("prune images"):
+                for row in self._store.list_images():
+                    if self._store.list_containers(image_id=row.id):
+                        continue
+                    if self._store.list_image_refs(row.id) and not all_unused:
+                        continue
+                    self._store.delete_image(row.id)
+                    removed.append(row.id)
+            self._collect()
+        return removed
+
+    def manifest(self, image: ImageRecord) -> tuple[bytes, oci_layout.Manifest]:
+        """The image's manifest, verbatim and parsed (for pushes and exports)."""
+        raw = self._content.read_bytes(image.manifest_digest, oci_layout.MAX_JSON)
+        return raw, oci_layout.parse_manifest(raw, image.manifest_digest)
 
     def collect(self) -> None:
         """Delete blobs and layer snapshots no image needs: what a failed import

@@ -161,6 +161,19 @@ def parse_manifest(
     return Manifest(kind, config, tuple(parse_descriptor(d, what) for d in layers))
 
 
+def parse_index(
+    raw: bytes, digest: str | None = None, media_type: str | None = None
+) -> list[Descriptor]:
+    """The entries of an image index (or Docker manifest list)."""
+    what = f"index {digest or ''}".strip()
+    doc = _json(raw, what)
+    _check_kind(doc, media_type, what)
+    entries = doc.get("manifests")
+    if not isinstance(entries, list):
+        raise _invalid(what, "manifests is not a list")
+    return [parse_descriptor(d, what) for d in entries]
+
+
 def check_media_types(manifest: Manifest, what: str) -> None:
     """Refuse a config or layer this engine cannot use (Windows foreign layers…)."""
     if manifest.config.media_type not in (CONFIG_OCI, CONFIG_DOCKER):
@@ -237,6 +250,55 @@ class Platform:
 def host_platform() -> Platform:
     arch, variant = _ARCH.get(platform_module.machine(), (platform_module.machine(), None))
     return Platform("linux", arch, variant)
+
+
+def parse_platform(text: str) -> Platform:
+    """``os/arch[/variant]`` or ``arch`` (os linux), normalised like containerd's
+    ``platforms.Normalize``: ``x86_64`` → ``amd64``, ``aarch64`` → ``arm64/v8``,
+    ``arm`` → ``arm/v7``, ``arm64`` → ``arm64/v8``."""
+    parts = [p.strip().lower() for p in text.strip().split("/")]
+    if not parts or not all(parts) or len(parts) > 3:
+        raise errors.InvalidSpec(
+            f"invalid platform {text!r}: expected os/architecture[/variant], e.g. linux/arm64"
+        )
+    if len(parts) == 1:
+        parts = ["linux", *parts]
+    os_name, arch = parts[0], parts[1]
+    variant = parts[2] if len(parts) == 3 else None
+    norm_arch, default_variant = _ARCH.get(arch, (arch, None))
+    if arch in ("arm", "armhf"):
+        norm_arch, default_variant = "arm", "v7"
+    if arch == "armel":
+        norm_arch, default_variant = "arm", "v6"
+    if norm_arch == "arm64" and variant in (None, "8"):
+        variant = "v8"
+    if variant is not None and variant.isdigit():
+        variant = f"v{variant}"
+    return Platform(os_name, norm_arch, variant or default_variant)
+
+
+def format_platform(plat: Platform) -> str:
+    return f"{plat.os}/{plat.architecture}" + (f"/{plat.variant}" if plat.variant else "")
+
+
+def descriptor_platform(entry: Descriptor) -> str:
+    plat = dict(entry.platform)
+    if not plat.get("os") or not plat.get("architecture"):
+        return ""
+    return "/".join(p for p in (plat["os"], plat["architecture"], plat.get("variant")) if p)
+
+
+def choose_manifest(entries: list[Descriptor], wanted: Platform, what: str) -> Descriptor:
+    """The first index entry that runs on ``wanted`` (image-index.md: the first match
+    wins); ``NotFound`` listing what the index offers."""
+    for entry in entries:
+        if platform_matches(entry, wanted):
+            return entry
+    offered = sorted({descriptor_platform(e) for e in entries if descriptor_platform(e)})
+    raise errors.NotFound(
+        f"{what}: no image for platform {format_platform(wanted)} "
+        f"(it has {', '.join(offered) or 'no platform information'}); choose one with --platform"
+    )
 
 
 def platform_matches(entry: Descriptor, host: Platform) -> bool:
@@ -402,6 +464,16 @@ class LayoutReader:
         verify(raw, desc, what)
         return raw
 
+    def names(self) -> list[str]:
+        """The full image names the layout's index carries, in index order."""
+        index = _json(self.read("index.json"), f"OCI layout {self.path} index.json")
+        found: list[str] = []
+        for raw in index.get("manifests") or []:
+            name = _name_of(parse_descriptor(raw, f"OCI layout {self.path} index.json"))
+            if name and name not in found:
+                found.append(name)
+        return found
+
     def pick(self, reference: str | None, host: Platform) -> Picked:
         """The image to import: see ``ImageStore.import_oci_layout``."""
         where = f"OCI layout {self.path}"
@@ -465,11 +537,7 @@ class LayoutReader:
         )
 
     def _by_platform(self, entries: list[Descriptor], host: Platform, what: str) -> Descriptor:
-        for entry in entries:
-            if platform_matches(entry, host):
-                return entry
-        wanted = f"{host.os}/{host.architecture}" + (f"/{host.variant}" if host.variant else "")
-        raise errors.NotFound(f"{what}: no image for this host's platform {wanted}")
+        return choose_manifest(entries, host, what)
 
 
 def archive_kind(path: str, probe: int = 1000) -> str:

@@ -90,8 +90,31 @@ class _Prefixed(io.RawIOBase):
         return len(data)
 
 
+class _Mapped:
+    """A decompressor whose errors (corrupt data) surface as ``InvalidSpec``."""
+
+    def __init__(self, inner: Readable) -> None:
+        self._inner = inner
+
+    def read(self, size: int = -1, /) -> bytes:
+        try:
+            return self._inner.read(size)
+        except errors.RuntimeError_:
+            raise
+        except MemoryError:
+            raise
+        except Exception as exc:  # zlib.error, lzma.LZMAError, EOFError, zstandard.ZstdError…
+            raise errors.InvalidSpec(f"corrupt compressed stream: {exc}") from exc
+
+
 def open_decompressed(raw: Readable) -> Readable:
-    """``raw`` decompressed according to its magic number (or as is: plain tar)."""
+    """``raw`` decompressed according to its magic number (or as is: plain tar);
+    a corrupt compressed stream raises ``InvalidSpec`` when it is read."""
+    stream = _open_decompressed(raw)
+    return stream if isinstance(stream, io.BufferedReader) else _Mapped(stream)
+
+
+def _open_decompressed(raw: Readable) -> Readable:
     head = b""
     while len(head) < 6:
         more = raw.read(6 - len(head))
