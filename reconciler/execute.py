@@ -12,7 +12,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Mapping
 
-from reconciler import convert
+from reconciler import convert, schedule
 from reconciler import labels as L
 from reconciler.plan import model, runtime_name_for
 from runtime import client, errors
@@ -26,6 +26,7 @@ class ExecuteOptions:
     allow_data_loss: bool = False
     dependency_timeout: float = 120.0  # how long to wait for a dependsOn condition
     poll_interval: float = 0.05
+    parallelism: int = 8  # objects acted on at once within a phase
 
 
 class Refused(errors.FailedPrecondition):
@@ -69,14 +70,17 @@ class Executor:
 
     def run(self, plan: model.Plan) -> None:
         check_allowed(plan, self.options)
-        for action in plan.actions:
-            self.on_event("action_started", action, "")
-            try:
-                self.apply(action)
-            except errors.RuntimeError_ as exc:
-                self.on_event("action_failed", action, str(exc))
-                raise
-            self.on_event("action_done", action, "")
+        for phase in schedule.phases(plan.actions):
+            schedule.run_phase(phase, self._do, self.options.parallelism)
+
+    def _do(self, action: model.Action) -> None:
+        self.on_event("action_started", action, "")
+        try:
+            self.apply(action)
+        except errors.RuntimeError_ as exc:
+            self.on_event("action_failed", action, str(exc))
+            raise
+        self.on_event("action_done", action, "")
 
     def apply(self, action: model.Action) -> None:
         handler = _HANDLERS[(action.kind, action.op)]
