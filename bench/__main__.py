@@ -1,6 +1,7 @@
 """``python -m bench``: run suites, show the peers, re-render a results file.
 
-    python -m bench run [SUITE…] [--quick] [--install] [--runs N] [--out DIR] [--without PEER]
+    python -m bench run [SUITE…] [--quick] [--install] [--runs N] [--out DIR]
+                        [--without PEER] [--commit REV]
     python -m bench peers [--install]
     python -m bench render [--json PATH] [--doc docs/benchmarks.md]
 
@@ -16,9 +17,11 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import shutil
+import subprocess
 import sys
 
-from bench import context, peers, proc, report, results, workspace
+from bench import context, peers, proc, report, results, source, workspace
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 DOC_BEGIN = "<!-- bench:results:begin -->"
@@ -33,6 +36,23 @@ def _log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+def _run_commit(args: argparse.Namespace) -> int:
+    """Export ``--commit`` and run the harness of that tree on that tree (see bench.source)."""
+    directory, sha = source.export(args.commit)
+    _log(f"running commit {sha} exported to {directory}")
+    argv = [sys.executable, "-m", "bench", "run", *args.suites, "--out", os.path.abspath(args.out)]
+    argv += ["--quick"] if args.quick else []
+    argv += ["--runs", str(args.runs)] if args.runs is not None else []
+    for name in args.without:
+        argv += ["--without", name]
+    path = os.pathsep.join([directory, *filter(None, [os.environ.get("PYTHONPATH")])])
+    env = dict(os.environ, PYTHONPATH=path, **{source.ENV: sha})
+    try:
+        return subprocess.run(argv, cwd=directory, env=env, check=False).returncode
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from bench import host, suites
 
@@ -45,6 +65,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     if args.install:
         peers.install()
+    if args.commit is not None:
+        return _run_commit(args)
     found = peers.detect()
     for name in args.without:
         if name not in found:
@@ -66,7 +88,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         finished_at="",
         quick=args.quick,
         suites=chosen,
-        host=host.describe(),
+        host={**host.describe(), "source": source.describe()},
         peers={name: p.to_json() for name, p in found.items()},
     )
     ws = workspace.Workspace()
@@ -139,6 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--install", action="store_true", help="apt-get install missing peers")
     run.add_argument("--runs", type=int, help="measured runs (rounds) for every suite")
     run.add_argument("--out", default=RESULTS, help="directory for latest.json and latest.md")
+    run.add_argument(
+        "--commit",
+        metavar="REV",
+        help="measure this commit (exported with git archive), not the working tree",
+    )
     run.add_argument(
         "--without",
         action="append",

@@ -34,4 +34,4 @@ PYR_DIFF = "pyreconcile diff"
 
 
 def diff_case(n: int, state: str) -> str:
-    return f"N={n} containers: {state}"
+    return f"N={n} objects: {state}"

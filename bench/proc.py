@@ -14,6 +14,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import IO
 
 __all__ = ["CommandFailed", "Daemon", "poll", "run", "timed"]
 
@@ -35,14 +36,16 @@ def run(
     timeout: float = 300.0,
     check: bool = True,
     input_text: str | None = None,
+    stdin: IO[bytes] | None = None,
 ) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` (stdin: ``input_text``, else ``stdin``, else /dev/null); output captured."""
     try:
         proc = subprocess.run(
             list(argv),
             env=dict(env) if env is not None else None,
             cwd=cwd,
             input=input_text,
-            stdin=None if input_text is not None else subprocess.DEVNULL,
+            stdin=None if input_text is not None else (stdin or subprocess.DEVNULL),
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -83,6 +83,19 @@ def render(doc: results.Document) -> str:
         f"Python {host.get('python', '?')}.",
         "",
     ]
+    src = host.get("source")
+    if isinstance(src, dict):
+        line = (
+            f"Code measured: commit `{str(src.get('commit', '?'))[:12]}` ({src.get('tree', '?')})"
+        )
+        edited = src.get("uncommitted") or []
+        if edited:
+            line += (
+                f" with uncommitted changes in {len(edited)} files: "
+                + ", ".join(f"`{e}`" for e in edited[:10])
+                + ("…" if len(edited) > 10 else "")
+            )
+        out += [line + ".", ""]
     for suite in doc.suites:
         out += [f"### {suite}", "", render_suite(doc, suite), ""]
     out += [

@@ -34,7 +34,8 @@ def _gen(name: str, changed: str | None) -> str:
 
 
 def pyreconcile(n: int, changed: str | None = None, image: str = images.IMAGE) -> str:
-    """Manifests: one Volume and ``n`` Containers (``$`` would need ``$$``; none here)."""
+    """Manifests: one Volume and ``n`` Containers, ``n + 1`` objects (``$`` would need
+    ``$$``; there is none)."""
     docs = ["apiVersion: pyreconcile/v1\nkind: Volume\nmetadata: {name: data}\n"]
     for name in container_names(n):
         docs.append(
