@@ -293,6 +293,11 @@ def _v2_max(value: int) -> str:
     return "max" if value < 0 else str(value)
 
 
+def write(d: str, name: str, value: str) -> None:
+    """Write ``value`` to the control file ``d/name`` (errors mapped)."""
+    _write(d, name, value)
+
+
 def _write(d: str, name: str, value: str) -> None:
     path = os.path.join(d, name)
     with errors.map_os_errors(f"write {value!r} to {path}"):

@@ -3,8 +3,11 @@
     pyreconcile-runc [--root DIR] [--log FILE] [--log-format text|json] COMMAND …
 
 Commands and flags are runc's (``create``, ``start``, ``state``, ``kill``,
-``delete``, ``run``, ``list``, ``spec``), so containerd-style shims,
-conformance suites and people can drive it the same way. Errors go to stderr
+``delete``, ``run``, ``exec``, ``list``, ``ps``, ``pause``, ``resume``,
+``events --stats``, ``features``, ``spec``), so containerd-style shims,
+conformance suites and people can drive it the same way (the verbs beyond
+the basic lifecycle live in :mod:`runtime.oci.cli_verbs`). Warnings (failed
+poststart/poststop hooks) go to stderr as ``WARN[0000] …``. Errors go to stderr
 as one line (``ERRO[0000] message``, logrus' terminal style) and, with
 ``--log``, to that file as ``{"level": "error", "msg": …, "time": …}`` (json)
 or ``time=… level=error msg=…`` (text) — where shims read runc's errors — and
@@ -24,7 +27,7 @@ import time
 
 import runtime.sys as rsys
 from runtime import errors
-from runtime.oci import lifecycle, spec, state
+from runtime.oci import cli_verbs, lifecycle, spec, state
 
 __all__ = ["main"]
 
@@ -47,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("-b", "--bundle", default=".", help="the OCI bundle (default: .)")
         cmd.add_argument("--pid-file", default="", help="write the init's pid here")
         cmd.add_argument("--preserve-fds", type=int, default=0, help="pass fds 3..3+N-1 on")
-        cmd.add_argument("--console-socket", default="", help="not supported yet")
+        cmd.add_argument("--console-socket", default="", help="unix socket for the pty master")
         cmd.add_argument("--no-pivot", action="store_true", help="not supported")
         cmd.add_argument("--no-new-keyring", action="store_true", help="accepted, no effect")
         cmd.add_argument("container_id")
@@ -70,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", aliases=["ps-all"], help="list the containers")
     ls.add_argument("-f", "--format", choices=("table", "json"), default="table")
     ls.add_argument("-q", "--quiet", action="store_true", help="ids only")
+    cli_verbs.add_parsers(sub)
     spec = sub.add_parser("spec", help="write a default config.json")
     spec.add_argument("-b", "--bundle", default=".", help="where to write it (default: .)")
     spec.add_argument("--rootless", action="store_true", help="not supported")
@@ -92,22 +96,22 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.systemd_cgroup:
         raise errors.InvalidSpec("--systemd-cgroup is not supported: cgroups are managed directly")
     if cmd in ("create", "run"):
-        if args.console_socket:
-            raise errors.InvalidSpec("--console-socket is not supported yet: set terminal false")
         if args.no_pivot:
             raise errors.InvalidSpec("--no-pivot is not supported: pivot_root is always used")
         if cmd == "create":
             _create(root, args)
             return 0
         return _run(root, args)
+    if cmd in cli_verbs.COMMANDS:
+        return cli_verbs.dispatch(root, args)
     if cmd == "start":
-        lifecycle.start(root, args.container_id)
+        warn(lifecycle.start(root, args.container_id))
     elif cmd == "state":
         print(json.dumps(_full_state(root, args.container_id), indent=2))
     elif cmd == "kill":
         lifecycle.kill(root, args.container_id, parse_signal(args.signal), all=args.all)
     elif cmd == "delete":
-        lifecycle.delete(root, args.container_id, force=args.force)
+        warn(lifecycle.delete(root, args.container_id, force=args.force))
     elif cmd in ("list", "ps-all"):
         _list(root, args.format, args.quiet)
     elif cmd == "spec":
@@ -125,6 +129,28 @@ def _run(root: str, args: argparse.Namespace) -> int:
         return 0
     rsys.prctl(rsys.PR_SET_CHILD_SUBREAPER, 1)
     pid = _create(root, args)
+    forward_signals(pid)
+    _start_or_delete(root, args.container_id)
+    code = wait_for(pid)
+    warn(lifecycle.delete(root, args.container_id, force=True))
+    return code
+
+
+def wait_for(pid: int) -> int:
+    """Wait for ``pid`` (reaping the orphans we inherit meanwhile); its exit code,
+    128+n when killed by signal n."""
+    while True:
+        try:
+            got, status = os.waitpid(-1, 0)  # also reaps orphans the container leaves us
+        except ChildProcessError:  # cannot happen while it lives; be safe
+            return 255
+        if got == pid:
+            code = os.waitstatus_to_exitcode(status)
+            return 128 - code if code < 0 else code
+
+
+def forward_signals(pid: int) -> None:
+    """Pass the usual terminal signals on to ``pid``."""
 
     def forward(signum: int, _frame: object) -> None:
         try:
@@ -134,18 +160,11 @@ def _run(root: str, args: argparse.Namespace) -> int:
 
     for name in _FORWARDED:
         signal.signal(getattr(signal, name), forward)
-    _start_or_delete(root, args.container_id)
-    while True:
-        try:
-            got, status = os.waitpid(-1, 0)  # also reaps orphans the container leaves us
-        except ChildProcessError:  # cannot happen while the init lives; be safe
-            status = 255 << 8
-            break
-        if got == pid:
-            break
-    lifecycle.delete(root, args.container_id, force=True)
-    code = os.waitstatus_to_exitcode(status)
-    return 128 - code if code < 0 else code
+
+
+def warn(messages: list[str] | None) -> None:
+    for message in messages or []:
+        sys.stderr.write(f"WARN[0000] {message}\n")
 
 
 def _create(root: str, args: argparse.Namespace) -> int:
@@ -155,12 +174,13 @@ def _create(root: str, args: argparse.Namespace) -> int:
         args.bundle,
         pid_file=args.pid_file or None,
         preserve_fds=args.preserve_fds,
+        console_socket=args.console_socket or None,
     )
 
 
 def _start_or_delete(root: str, container_id: str) -> None:
     try:
-        lifecycle.start(root, container_id)
+        warn(lifecycle.start(root, container_id))
     except BaseException as exc:
         try:
             lifecycle.delete(root, container_id, force=True)

@@ -6,6 +6,9 @@ for reading *without* blocking (so a dead init cannot hang it), then polls:
 the init's one byte means it is about to exec; a hang-up with no byte, or an
 init that is no longer alive at a poll timeout, means it died. The fifo is
 removed afterwards, which is what turns the status from created to running.
+Then the ``poststart`` hooks run (from state.json: the config as it was at
+create); their failures are returned as warnings, not raised — the
+container is running by then (runtime-spec: "the runtime MUST log a warning").
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ __all__ = ["start"]
 _POLL_MS = 100
 
 
-def start(root: str, container_id: str) -> None:
+def start(root: str, container_id: str) -> list[str]:
+    """Start the container's process; returns warnings (failed poststart hooks)."""
     rec = state.load(root, container_id)
     status = state.observe_status(root, rec)
     if status == "stopped":
@@ -63,6 +67,21 @@ def start(root: str, container_id: str) -> None:
         os.unlink(fifo)
     except FileNotFoundError:
         pass
+    return run_state_hooks(rec, "poststart", "running")
+
+
+def run_state_hooks(rec: state.Record, kind: str, status: str) -> list[str]:
+    """Run the ``kind`` hooks kept in state.json; failures become warnings."""
+    if kind not in rec.hooks:
+        return []
+    from runtime.oci import hooks
+
+    try:
+        parsed = hooks.parse({kind: rec.hooks[kind]})
+        hooks.run_all(kind, parsed.get(kind, []), state.oci_state(rec, status))
+    except errors.RuntimeError_ as exc:
+        return [f"container {rec.id}: {exc}"]
+    return []
 
 
 def _raise_not_started(root: str, rec: state.Record) -> NoReturn:
