@@ -224,6 +224,14 @@ class Executor:
         self._wait_for_dependencies(want)
         self.runtime.start_container(runtime_name_for(self.stack, want.name))
 
+    def _restart_container(self, action: model.Action) -> None:
+        want = action.desired
+        assert isinstance(want, model.DesiredContainer)
+        name = runtime_name_for(self.stack, want.name)
+        self.runtime.stop_container(name, want.spec.stop_grace_period)
+        self._wait_for_dependencies(want)
+        self.runtime.start_container(name)
+
     def _delete_container(self, action: model.Action) -> None:
         try:
             info = self.runtime.get_container(runtime_name_for(self.stack, action.name))
@@ -290,5 +298,6 @@ _HANDLERS: Mapping[tuple[str, str], Callable[[Executor, model.Action], None]] = 
     ("Container", "recreate"): Executor._recreate_container,
     ("Container", "update"): Executor._update_container,
     ("Container", "start"): Executor._start_container,
+    ("Container", "restart"): Executor._restart_container,
     ("Container", "delete"): Executor._delete_container,
 }

@@ -13,15 +13,30 @@ from typing import TextIO
 from reconciler.plan import model
 from schemas import diff as diff_schema
 
-SYMBOL = {"create": "+", "update": "~", "recreate": "-/+", "delete": "-", "start": ">"}
+SYMBOL = {
+    "create": "+",
+    "update": "~",
+    "recreate": "-/+",
+    "delete": "-",
+    "start": ">",
+    "restart": "~>",
+}
 VERB = {
     "create": "create",
     "update": "update in place",
     "recreate": "recreate",
     "delete": "delete",
     "start": "start",
+    "restart": "restart",
 }
-COLOUR = {"create": "32", "update": "33", "recreate": "35", "delete": "31", "start": "36"}
+COLOUR = {
+    "create": "32",
+    "update": "33",
+    "recreate": "35",
+    "delete": "31",
+    "start": "36",
+    "restart": "36",
+}
 
 
 def use_colour(stream: TextIO) -> bool:

@@ -24,7 +24,7 @@ class DiffChange(Model):
     resource: str = Field(description="kind/name, e.g. container/web")
     kind: Literal["Image", "Network", "Volume", "Container"]
     name: str
-    action: Literal["create", "update", "recreate", "delete", "start"]
+    action: Literal["create", "update", "recreate", "delete", "start", "restart"]
     category: Literal["missing", "spec", "image", "runtime", "orphan", "external"]
     destructive: bool
     reasons: list[DiffReason]
@@ -42,6 +42,7 @@ class DiffSummary(Model):
     recreate: int = 0
     delete: int = 0
     start: int = 0
+    restart: int = 0
 
 
 class DiffDocument(Model):

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from schemas import manifests
 
 Kind = Literal["Image", "Network", "Volume", "Container"]
-Op = Literal["create", "update", "recreate", "delete", "start"]
+Op = Literal["create", "update", "recreate", "delete", "start", "restart"]
 Category = Literal["missing", "spec", "image", "runtime", "orphan", "external"]
 ContainerStatus = Literal["created", "running", "paused", "restarting", "exited", "dead"]
 
@@ -189,7 +189,7 @@ class Plan:
         return any(n.blocking for n in self.notes)
 
     def summary(self) -> dict[str, int]:
-        counts = {"create": 0, "update": 0, "recreate": 0, "delete": 0, "start": 0}
+        counts = {"create": 0, "update": 0, "recreate": 0, "delete": 0, "start": 0, "restart": 0}
         for action in self.actions:
             counts[action.op] += 1
         return counts

@@ -83,6 +83,8 @@ def plan(
         if note is not None:
             notes.append(note)
 
+    actions = _restart_dependents(desired, actions)
+
     if options.prune:
         for name in sorted(set(observed.networks) - set(desired.networks)):
             actions.append(model.Action("delete", "Network", name, "orphan", (_ORPHAN,)))
@@ -284,6 +286,44 @@ def _plan_container(
     if start is not None:
         actions.append(start)
     return actions, note
+
+
+_PAST = {"recreate": "is recreated", "restart": "is restarted"}
+
+
+def _restart_dependents(
+    desired: model.DesiredState, actions: list[model.Action]
+) -> list[model.Action]:
+    """Add a restart after every container whose dependency (``dependsOn`` with
+    ``restart: true``) is recreated or restarted, unless it is itself created,
+    recreated or started by the plan. Walks the dependency order, so a chain
+    a → b → c restarts both b and c."""
+    touched = {
+        a.name: a.op
+        for a in actions
+        if a.kind == "Container" and a.op in ("create", "recreate", "start", "restart")
+    }
+    result = list(actions)
+    for name in _dependency_order(desired.containers):
+        want = desired.containers[name]
+        if name in touched:
+            continue
+        causes = [
+            d.name
+            for d in want.spec.depends_on
+            if d.restart and touched.get(d.name) in ("recreate", "restart")
+        ]
+        if not causes:
+            continue
+        reasons = tuple(model.Reason(f"dependency {c}", _PAST[touched[c]]) for c in causes)
+        restart = model.Action("restart", "Container", name, "spec", reasons, desired=want)
+        last = max(
+            (i for i, a in enumerate(result) if a.kind == "Container" and a.name == name),
+            default=None,
+        )
+        result.insert(len(result) if last is None else last + 1, restart)
+        touched[name] = "restart"
+    return result
 
 
 def _recreate_reasons(
