@@ -42,7 +42,7 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from runtime import client, errors
@@ -246,9 +246,11 @@ class ImageStore:
         reference: str | None = None,
         *,
         annotations: Mapping[str, str] | None = None,
+        on_unpack: Callable[[str], None] | None = None,
     ) -> ImageRecord:
         """Unpack and record an image whose manifest, config and layer blobs are
-        in the content store already (written there verified by digest)."""
+        in the content store already (written there verified by digest).
+        ``on_unpack(blob)`` is called before each layer that is unpacked."""
         name = references.normalize_reference(reference) if reference else None
         what = f"image manifest {manifest_digest}"
         with self._locked(exclusive=False):
@@ -264,18 +266,22 @@ class ImageStore:
                 if self._content.size(layer.digest) != layer.size:
                     raise errors.InvalidSpec(f"{what}: layer {layer.digest} has the wrong size")
             layers = [d.digest for d in manifest.layers]
-            self._unpack_layers(list(zip(layers, diff_ids, strict=True)))
+            self._unpack_layers(list(zip(layers, diff_ids, strict=True)), on_unpack)
             size = sum(d.size for d in manifest.layers)
             return self._record(
                 manifest.config.digest, manifest_digest, config_bytes, size, name, annotations
             )
 
-    def _unpack_layers(self, layers: list[tuple[str, str]]) -> str | None:
+    def _unpack_layers(
+        self, layers: list[tuple[str, str]], on_unpack: Callable[[str], None] | None = None
+    ) -> str | None:
         """Make sure every (blob, diff_id) layer has its committed snapshot; the top key."""
         parent: str | None = None
         for blob, diff_id in layers:
             chain = snapshots.chain_id(parent, diff_id)
             if not self._snapshotter.exists(chain):
+                if on_unpack is not None:
+                    on_unpack(blob)
                 self._apply_layer(blob, diff_id, chain, parent)
             parent = chain
         return parent

@@ -252,6 +252,12 @@ def host_platform() -> Platform:
     return Platform("linux", arch, variant)
 
 
+_KNOWN_OS = {
+    "aix", "android", "darwin", "dragonfly", "freebsd", "illumos", "ios", "js", "linux",
+    "netbsd", "openbsd", "plan9", "solaris", "wasip1", "windows",
+}  # fmt: skip
+
+
 def parse_platform(text: str) -> Platform:
     """``os/arch[/variant]`` or ``arch`` (os linux), normalised like containerd's
     ``platforms.Normalize``: ``x86_64`` → ``amd64``, ``aarch64`` → ``arm64/v8``,
@@ -261,8 +267,8 @@ def parse_platform(text: str) -> Platform:
         raise errors.InvalidSpec(
             f"invalid platform {text!r}: expected os/architecture[/variant], e.g. linux/arm64"
         )
-    if len(parts) == 1:
-        parts = ["linux", *parts]
+    if len(parts) == 1 or (len(parts) == 2 and parts[0] not in _KNOWN_OS):
+        parts = ["linux", *parts]  # "arm64", "arm/v6": an architecture (containerd's rule)
     os_name, arch = parts[0], parts[1]
     variant = parts[2] if len(parts) == 3 else None
     norm_arch, default_variant = _ARCH.get(arch, (arch, None))

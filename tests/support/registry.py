@@ -129,7 +129,10 @@ def make_tls(directory: Path) -> Tls:
 
 
 def write_htpasswd(path: Path, users: dict[str, str]) -> None:
-    lines = [f"{u}:{bcrypt.hashpw(p.encode(), bcrypt.gensalt(rounds=5)).decode()}" for u, p in users.items()]
+    lines = [
+        f"{u}:{bcrypt.hashpw(p.encode(), bcrypt.gensalt(rounds=5)).decode()}"
+        for u, p in users.items()
+    ]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -179,11 +182,11 @@ class TokenServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
                 server._answer(self, query.get("scope", []), self.headers.get("Authorization"))
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 form = urllib.parse.parse_qs(self.rfile.read(length).decode())
                 scopes = " ".join(form.get("scope", [])).split()
@@ -253,9 +256,7 @@ class TokenServer:
             "iss": self.issuer, "sub": subject, "aud": self.service, "exp": now + 300,
             "nbf": now - 10, "iat": now, "jti": uuid.uuid4().hex, "access": access,
         }  # fmt: skip
-        signing = (
-            _b64url(json.dumps(header).encode()) + "." + _b64url(json.dumps(claims).encode())
-        )
+        signing = _b64url(json.dumps(header).encode()) + "." + _b64url(json.dumps(claims).encode())
         signature = self._key.sign(signing.encode(), padding.PKCS1v15(), hashes.SHA256())
         return signing + "." + _b64url(signature)
 
@@ -342,9 +343,7 @@ def start_registry(
         if process.poll() is not None:
             raise RuntimeError(f"docker-registry exited: {log.read_text()[-2000:]}")
         try:
-            requests.get(
-                f"{registry.url}/v2/", timeout=1, verify=str(tls.ca_pem) if tls else True
-            )
+            requests.get(f"{registry.url}/v2/", timeout=1, verify=str(tls.ca_pem) if tls else True)
         except requests.RequestException:
             return False
         return True
@@ -390,7 +389,8 @@ class BreakingProxy:
                 )  # fmt: skip
                 is_blob = method == "GET" and "/blobs/sha256:" in self.path
                 cut = False
-                if is_blob and upstream.status_code in (200, 206):
+                length = int(upstream.headers.get("Content-Length") or 0)
+                if is_blob and upstream.status_code in (200, 206) and length > proxy.cut_after:
                     with proxy._lock:
                         proxy.ranges.append(self.headers.get("Range"))
                         if proxy.times is None or proxy.cuts < proxy.times:
@@ -420,10 +420,10 @@ class BreakingProxy:
                     sent += len(chunk)
                 upstream.close()
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 self._relay("GET")
 
-            def do_HEAD(self) -> None:  # noqa: N802
+            def do_HEAD(self) -> None:
                 self._relay("HEAD")
 
         self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -436,7 +436,7 @@ class BreakingProxy:
         self._httpd.server_close()
 
 
-# -- building and pushing images by hand ------------------------------------------------------------
+# -- building and pushing images by hand ------------------------------------------------
 
 
 def layer_tar(files: dict[str, bytes], mtime: int = 1_600_000_000) -> bytes:
@@ -505,7 +505,11 @@ def build_image(
         {
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": OCI_CONFIG, "digest": sha256(config_bytes), "size": len(config_bytes)},
+            "config": {
+                "mediaType": OCI_CONFIG,
+                "digest": sha256(config_bytes),
+                "size": len(config_bytes),
+            },
             "layers": descriptors,
         }
     ).encode()

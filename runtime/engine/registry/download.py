@@ -27,6 +27,7 @@ import urllib3.exceptions
 from runtime import errors
 from runtime.engine.registry import distribution
 
+READ_SIZE = 64 << 10
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 _READ_ERRORS = (
     urllib3.exceptions.HTTPError,
@@ -115,7 +116,9 @@ class BlobReader:
         remaining = self._size - self.offset
         if remaining <= 0:
             return b""
-        want = remaining if n is None or n < 0 else min(n, remaining)
+        # small reads: what a read that breaks had received is lost, so resume from
+        # at most READ_SIZE before the break
+        want = min(READ_SIZE, remaining if n is None or n < 0 else min(n, remaining))
         while True:
             try:
                 if self._response is None:

@@ -122,10 +122,14 @@ def pull(
                         future.cancel()
                     raise
             store.write_bytes(resolved.manifest.data, resolved.manifest.digest)
-            for layer in manifest.layers:
-                report.emit(client.ProgressEvent("unpacking", layer.digest, 0, layer.size))
-            name = str(ref)
-            record = image_store.import_from_content(resolved.manifest.digest, name)
+            sizes = {d.digest: d.size for d in manifest.layers}
+
+            def unpacking(blob: str) -> None:
+                report.emit(client.ProgressEvent("unpacking", blob, 0, sizes.get(blob)))
+
+            record = image_store.import_from_content(
+                resolved.manifest.digest, str(ref), on_unpack=unpacking
+            )
     except BaseException as exc:
         try:
             image_store.collect()
