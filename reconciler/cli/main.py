@@ -125,6 +125,19 @@ OPTIONAL_FILES = click.option(
 @click.option("--prune-volumes", is_flag=True, help="also delete volumes no longer desired")
 @click.option("--allow-data-loss", is_flag=True, help="allow changes that delete volume data")
 @click.option("-q", "--quiet", is_flag=True, help="print only errors")
+@click.option(
+    "--wait",
+    "wait_up",
+    is_flag=True,
+    help="then wait until every container runs and every one-shot has exited 0",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=300.0,
+    show_default=True,
+    help="seconds --wait waits (exit 4 when it runs out)",
+)
 @click.pass_obj
 def apply(
     context: ctx_mod.Context,
@@ -135,6 +148,8 @@ def apply(
     prune_volumes: bool,
     allow_data_loss: bool,
     quiet: bool,
+    wait_up: bool,
+    timeout: float,
 ) -> None:
     """Make the host match the manifests (-f), or apply exactly a saved PLAN.
 
@@ -183,6 +198,17 @@ def apply(
             click.echo(f"stack {desired.stack}: in sync, nothing to do")
         for note in result.final_plan.notes:
             click.echo(f"  - {note.kind.lower()}/{note.name}: {note.message}")
+    if wait_up:
+        from reconciler import wait
+
+        try:
+            wait.wait_until_up(context.runtime, desired, timeout)
+        except wait.WaitTimedOut as exc:
+            fail(str(exc), 4)
+        except wait.WaitFailed as exc:
+            fail(str(exc))
+        if not quiet:
+            click.echo(f"stack {desired.stack}: up")
 
 
 @cli.command()
