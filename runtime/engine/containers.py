@@ -210,10 +210,14 @@ class Containers:
         try:
             image = self._images.get(row.image_id)
             image_config = images.image_config(image)
-            netns = self._networks.namespace_for(config)
             hostname = config.hostname or row.id[:12]
+            attachment = self._networks.attach(row.id, config)
+            netns = attachment.namespace
             etc = etcfiles.write_all(
-                self._layout.container_dir(row.id), hostname, host_network=netns == "host"
+                self._layout.container_dir(row.id),
+                hostname,
+                host_network=netns == "host",
+                extra_hosts=attachment.hosts,
             )
             spec = bundle.build_config(
                 bundle.BundleInputs(
@@ -256,6 +260,10 @@ class Containers:
                 mounts.unmount(rootfs)
             except errors.RuntimeError_ as cleanup:
                 exc.add_note(f"unmounting {rootfs} failed too: {cleanup}")
+            try:
+                self._networks.detach(row.id)
+            except errors.RuntimeError_ as cleanup:
+                exc.add_note(f"detaching its networks failed too: {cleanup}")
             raise
         self._store.update_container(row.id, operator_stopped=False)
         return self._info(self._store.get_container(row.id))
@@ -303,12 +311,10 @@ class Containers:
     def remove(self, name: str, *, force: bool = False) -> None:
         row = self._row(name)
         info = self._info(row)
-        if info.status in ("running", "restarting", "paused"):
-            if not force:
-                raise errors.FailedPrecondition(
-                    f"container {row.name!r} is {info.status}: "
-                    "stop it first or remove it with force"
-                )
+        if info.status in ("running", "restarting", "paused") and not force:
+            raise errors.FailedPrecondition(
+                f"container {row.name!r} is {info.status}: stop it first or remove it with force"
+            )
         # also ends a shim that is between restarts, and waits for it to exit
         self.stop(row.name, 10.0, sig="SIGKILL")
         self._clean_up_task(row)
@@ -351,6 +357,7 @@ class Containers:
                 pass
         if mounts.is_mounted(rootfs):
             mounts.unmount(rootfs)
+        self._networks.detach(row.id)
 
     # -- in place ---------------------------------------------------------------
 

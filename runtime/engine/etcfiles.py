@@ -14,7 +14,7 @@ from runtime import errors
 HOST_RESOLV_CONF = "/etc/resolv.conf"
 
 
-def hosts(hostname: str, host_network: bool) -> str:
+def hosts(hostname: str, host_network: bool, extra: tuple[tuple[str, str], ...] = ()) -> str:
     lines = [
         "127.0.0.1\tlocalhost",
         "::1\tlocalhost ip6-localhost ip6-loopback",
@@ -23,8 +23,9 @@ def hosts(hostname: str, host_network: bool) -> str:
         "ff02::1\tip6-allnodes",
         "ff02::2\tip6-allrouters",
     ]
-    if not host_network:
+    if not host_network and not extra:
         lines.append(f"127.0.1.1\t{hostname}")
+    lines.extend(f"{address}\t{names}" for address, names in extra)
     return "\n".join(lines) + "\n"
 
 
@@ -51,11 +52,20 @@ def resolv_conf(host_network: bool, source: str = HOST_RESOLV_CONF) -> str:
     return "\n".join(kept) + "\n"
 
 
-def write_all(directory: str, hostname: str, host_network: bool) -> dict[str, str]:
-    """Write the three files; return container path → host file, for the bundle."""
+def write_all(
+    directory: str,
+    hostname: str,
+    host_network: bool,
+    extra_hosts: tuple[tuple[str, str], ...] = (),
+) -> dict[str, str]:
+    """Write the three files; return container path → host file, for the bundle.
+
+    ``extra_hosts``: (address, "name alias …") lines, e.g. the container's own
+    addresses on its networks and its peers' (what the network layer knows).
+    """
     files = {
         "/etc/hostname": hostname + "\n",
-        "/etc/hosts": hosts(hostname, host_network),
+        "/etc/hosts": hosts(hostname, host_network, extra_hosts),
         "/etc/resolv.conf": resolv_conf(host_network),
     }
     result = {}

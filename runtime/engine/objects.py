@@ -13,6 +13,7 @@ creating one is refused with a clear error rather than recorded and ignored.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import secrets
@@ -122,6 +123,16 @@ class Volumes:
         self._store.delete_volume(name)
 
 
+@dataclasses.dataclass(frozen=True)
+class Attachment:
+    """How a container joins its networks: ``namespace`` is "host", a path to a
+    network namespace to join, or None for a new private one; ``hosts`` are
+    /etc/hosts lines (address, names)."""
+
+    namespace: str | None
+    hosts: tuple[tuple[str, str], ...] = ()
+
+
 class Networks:
     def __init__(self, store: metadata.MetadataStore) -> None:
         self._store = store
@@ -191,8 +202,16 @@ class Networks:
             )
         self._store.delete_network(row.id)
 
+    def attach(self, container_id: str, config: client.ContainerConfig) -> Attachment:
+        """Prepare the container's network before it starts (the hook the network
+        drivers grow into: a namespace with links and addresses, /etc/hosts lines)."""
+        return Attachment(namespace=self.namespace_for(config))
+
+    def detach(self, container_id: str) -> None:
+        """Undo ``attach`` once the container's task is gone (idempotent)."""
+
     def namespace_for(self, config: client.ContainerConfig) -> str | None:
-        """ "host" to share the host's network namespace, None for a private one."""
+        """The string "host" to share the host's network namespace, None for a private one."""
         for attachment in config.networks:
             if attachment.network == "host":
                 return "host"
