@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - pytest fixtures imported from tests.support are parameter names here
 """The RuntimeClient contract: the fake and the real engine behave alike.
 
 Each test runs against ``FakeRuntime`` and against ``LocalRuntime`` (real
@@ -15,6 +16,13 @@ import pytest
 
 from runtime import client, errors
 from runtime.fake import FakeRuntime
+from tests.support import registry as reg
+from tests.support.registry_fixtures import (  # noqa: F401 - fixtures
+    USERS,
+    basic_registry,
+    plain_registry,
+    unique_repo,
+)
 
 IMAGE = "localhost/contract/busybox:latest"
 
@@ -160,3 +168,117 @@ def test_wait_returns_the_exit_code(rt: client.RuntimeClient) -> None:
     done = rt.wait_container("w", timeout=20)
     assert done.status == "exited" and done.exit_code == 3
     rt.remove_container("w")
+
+
+# -- images: tags, archives, registries ------------------------------------------------------
+
+
+@pytest.fixture(params=["fake", "local"])
+def image_rt(request: pytest.FixtureRequest, busybox_tar: Path) -> Iterator[client.RuntimeClient]:
+    """Like ``rt``, with the registry client's Docker config in the test's own directory."""
+    if request.param == "fake":
+        fake = FakeRuntime()
+        fake.import_image(str(busybox_tar), IMAGE)
+        yield fake
+        return
+    request.applymarker(pytest.mark.privileged)
+    from runtime import local
+    from runtime.engine import layout, registry
+    from tests.conftest import REQUIRE_PRIVILEGED, _privileged_reason
+
+    reason = _privileged_reason()
+    if reason:
+        if REQUIRE_PRIVILEGED:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    roots = request.getfixturevalue("roots")
+    options = registry.RegistryOptions(
+        docker_config_dir=str(roots.base / "docker"), certs_dirs=(), backoff=0.01
+    )
+    real = local.LocalRuntime(
+        layout.Layout(str(roots.root), str(roots.run_root), roots.cgroup_parent), options
+    )
+    real.import_image(str(busybox_tar), IMAGE)
+    try:
+        yield real
+    finally:
+        for c in real.list_containers():
+            real.remove_container(c.name, force=True)
+        real.close()
+
+
+def test_tag_untag_and_prune(image_rt: client.RuntimeClient) -> None:
+    rt = image_rt
+    image = rt.get_image(IMAGE)
+    tagged = rt.tag_image(IMAGE, "localhost/contract/other:2")
+    assert tagged.id == image.id
+    assert set(tagged.references) == {IMAGE, "localhost/contract/other:2"}
+    rt.remove_image(IMAGE)  # untags only
+    assert rt.get_image("localhost/contract/other:2").references == ("localhost/contract/other:2",)
+    with pytest.raises(errors.NotFound):
+        rt.get_image(IMAGE)
+    assert rt.prune_images() == []  # still named
+    rt.create_container(client.ContainerConfig(name="keeps", image=image.id, command=("true",)))
+    rt.remove_image("localhost/contract/other:2")
+    assert rt.get_image(image.id).references == ()  # used by a container: kept, unnamed
+    assert rt.prune_images() == []
+    rt.remove_container("keeps")
+    assert rt.prune_images() == [image.id]
+    assert rt.list_images() == []
+    with pytest.raises(errors.NotFound):
+        rt.tag_image("localhost/contract/absent:1", "localhost/x:1")
+
+
+def test_save_and_load_round_trip(image_rt: client.RuntimeClient, tmp_path: Path) -> None:
+    rt = image_rt
+    image = rt.get_image(IMAGE)
+    rt.tag_image(IMAGE, "localhost/contract/second:1")
+    archive = tmp_path / "images.tar"
+    rt.save_images([IMAGE, "localhost/contract/second:1"], str(archive))
+    assert archive.exists()
+    rt.remove_image(IMAGE)
+    rt.remove_image("localhost/contract/second:1")
+    assert rt.list_images() == []
+    (loaded,) = rt.load_images(str(archive))
+    assert loaded.id == image.id
+    assert set(loaded.references) == {IMAGE, "localhost/contract/second:1"}
+    with pytest.raises(errors.InvalidSpec):
+        rt.save_images([], str(tmp_path / "none.tar"))
+
+
+def test_push_resolve_and_pull(
+    image_rt: client.RuntimeClient, plain_registry: reg.Registry
+) -> None:
+    rt = image_rt
+    image = rt.get_image(IMAGE)
+    target = f"{plain_registry.host}/{unique_repo('contract')}:1"
+    events: list[client.ProgressEvent] = []
+    digest = rt.push_image(IMAGE, target, progress=events.append)
+    assert digest == image.digest and events[-1].action == "done"
+    remote = rt.resolve_remote(target)
+    assert (remote.image_id, remote.manifest_digest) == (image.id, image.digest)
+    rt.remove_image(IMAGE)
+    assert rt.list_images() == []
+    events = []
+    pulled = rt.pull_image(target, progress=events.append)
+    assert (pulled.id, pulled.digest, pulled.references) == (image.id, image.digest, (target,))
+    assert events[0].action == "resolved" and events[-1].action == "done"
+    with pytest.raises(errors.NotFound):
+        rt.pull_image(f"{plain_registry.host}/{unique_repo('contract')}:absent")
+    with pytest.raises(errors.NotFound):
+        rt.resolve_remote(f"{plain_registry.host}/{unique_repo('contract')}:absent")
+
+
+def test_login_and_logout(image_rt: client.RuntimeClient, basic_registry: reg.Registry) -> None:
+    rt = image_rt
+    if isinstance(rt, FakeRuntime):
+        rt.registry_users[basic_registry.host] = dict(USERS)
+    target = f"{basic_registry.host}/{unique_repo('contract')}:1"
+    with pytest.raises(errors.FailedPrecondition):
+        rt.push_image(IMAGE, target)
+    with pytest.raises(errors.FailedPrecondition):
+        rt.login(basic_registry.host, "alice", "wrong")
+    rt.login(basic_registry.host, "alice", USERS["alice"])
+    assert rt.push_image(IMAGE, target) == rt.get_image(IMAGE).digest
+    assert rt.logout(basic_registry.host) is True
+    assert rt.logout(basic_registry.host) is False

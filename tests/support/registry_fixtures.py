@@ -38,6 +38,13 @@ def plain_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[reg.Reg
 
 
 @pytest.fixture(scope="session")
+def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[reg.Registry]:
+    """htpasswd (bcrypt) over plain HTTP on loopback."""
+    with reg.running(tmp_path_factory.mktemp("basic-registry"), users=USERS) as r:
+        yield r
+
+
+@pytest.fixture(scope="session")
 def tls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[reg.Registry]:
     """htpasswd (bcrypt) over TLS with a throw-away CA."""
     base = tmp_path_factory.mktemp("tls-registry")
