@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 import time
@@ -16,7 +15,7 @@ from reconciler.cli import context as ctx_mod
 from runtime import client
 
 
-def _age(ts: float | None) -> str:
+def age(ts: float | None) -> str:
     if not ts:
         return "-"
     seconds = max(0, int(time.time() - ts))
@@ -28,14 +27,14 @@ def _age(ts: float | None) -> str:
 
 def _status_text(c: client.ContainerInfo) -> str:
     if c.status == "running":
-        return f"running ({_age(c.started_at).replace(' ago', '')})"
+        return f"running ({age(c.started_at).replace(' ago', '')})"
     if c.status in ("exited", "dead"):
         text = f"{c.status} ({c.exit_code})"
         return text + (" stopped by operator" if c.operator_stopped else "")
     return c.status
 
 
-def _table(rows: list[list[str]], header: list[str]) -> str:
+def table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
     for row in rows:
@@ -100,11 +99,11 @@ def register(
                 c.config.image
                 if not c.config.image.startswith("sha256:")
                 else c.config.image[7:19],
-                _age(c.created_at),
+                age(c.created_at),
             ]
             for c in items
         ]
-        click.echo(_table(rows, ["ID", "NAME", "STATUS", "RESTARTS", "IMAGE", "CREATED"]))
+        click.echo(table(rows, ["ID", "NAME", "STATUS", "RESTARTS", "IMAGE", "CREATED"]))
 
     @cli.command()
     @click.argument("name")
@@ -162,106 +161,3 @@ def register(
                 info = ctx_mod.resolve_container(context.runtime, name, stack)
                 done = context.runtime.start_container(info.name)
                 click.echo(f"{name}: {done.status}")
-
-    @cli.group()
-    def image() -> None:
-        """Manage images."""
-
-    @image.command("import")
-    @click.argument("path")
-    @click.option("--tag", "-t", help="reference to give it (e.g. localhost/app:1)")
-    @click.pass_obj
-    def image_import(context: ctx_mod.Context, path: str, tag: str | None) -> None:
-        """Import a rootfs tarball or an OCI image layout (directory or tar)."""
-        with runtime_errors():
-            info = context.runtime.import_image(path, tag)
-        click.echo(f"{info.id}  {' '.join(info.references)}")
-
-    @image.command("ls")
-    @output
-    @click.pass_obj
-    def image_ls(context: ctx_mod.Context, output: str) -> None:
-        """List images with their manifest digests."""
-        with runtime_errors():
-            items = context.runtime.list_images()
-        if output == "json":
-            click.echo(
-                json.dumps(
-                    [
-                        {
-                            "id": i.id,
-                            "digest": i.digest,
-                            "references": list(i.references),
-                            "size": i.size,
-                            "createdAt": i.created_at,
-                        }
-                        for i in items
-                    ],
-                    indent=2,
-                )
-            )
-            return
-        rows = []
-        for i in items:
-            for ref in i.references or ("<none>",):
-                rows.append(
-                    [ref, i.id[7:19], i.digest, f"{i.size / 1e6:.1f}MB", _age(i.created_at)]
-                )
-        click.echo(_table(rows, ["REFERENCE", "IMAGE ID", "DIGEST", "SIZE", "CREATED"]))
-
-    @image.command("inspect")
-    @click.argument("ref")
-    @click.pass_obj
-    def image_inspect(context: ctx_mod.Context, ref: str) -> None:
-        """Show an image's record and config as JSON."""
-        with runtime_errors():
-            info = context.runtime.get_image(ref)
-        click.echo(json.dumps(dataclasses.asdict(info), indent=2))
-
-    @image.command("rm")
-    @click.argument("refs", nargs=-1, required=True)
-    @click.pass_obj
-    def image_rm(context: ctx_mod.Context, refs: tuple[str, ...]) -> None:
-        """Remove image references (the image goes when no reference is left)."""
-        with runtime_errors():
-            for ref in refs:
-                context.runtime.remove_image(ref)
-                click.echo(f"untagged {ref}")
-
-    @cli.group()
-    def volume() -> None:
-        """Manage volumes."""
-
-    @volume.command("ls")
-    @output
-    @click.pass_obj
-    def volume_ls(context: ctx_mod.Context, output: str) -> None:
-        with runtime_errors():
-            items = context.runtime.list_volumes()
-        if output == "json":
-            click.echo(json.dumps([dataclasses.asdict(v) for v in items], indent=2))
-            return
-        click.echo(
-            _table(
-                [[v.name, v.driver, v.mountpoint] for v in items], ["NAME", "DRIVER", "MOUNTPOINT"]
-            )
-        )
-
-    @cli.group()
-    def network() -> None:
-        """Manage networks."""
-
-    @network.command("ls")
-    @output
-    @click.pass_obj
-    def network_ls(context: ctx_mod.Context, output: str) -> None:
-        with runtime_errors():
-            items = context.runtime.list_networks()
-        if output == "json":
-            click.echo(json.dumps([dataclasses.asdict(n) for n in items], indent=2))
-            return
-        click.echo(
-            _table(
-                [[n.name, n.driver, n.subnet or "-"] for n in items], ["NAME", "DRIVER", "SUBNET"]
-            )
-        )
