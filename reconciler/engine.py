@@ -50,7 +50,7 @@ def observe_and_plan(
     desired: model.DesiredState,
     options: model.PlanOptions | None = None,
 ) -> tuple[model.ObservedState, model.Plan]:
-    observed = observe.observe(runtime, desired.stack)
+    observed = observe.observe(runtime, desired.stack, observe.always_pulled(desired))
     return observed, planner.plan(desired, observed, options)
 
 

@@ -94,13 +94,13 @@ class Executor:
         if image.spec.import_ is not None:
             annotations = {L.IMAGE_SOURCE: image.source_digest} if image.source_digest else {}
             self.runtime.import_image(image.spec.import_.path, image.reference, annotations)
-        elif image.spec.pull_policy == "never":
+        elif image.spec.pull_policy == "Never":
             raise errors.NotFound(
-                f"image {image.reference} is not present and its pullPolicy is never; "
-                "import it with `pyreconcile image import`"
+                f"image {image.reference} is not present and its pullPolicy is Never; "
+                "import it with `pyreconcile image import` or pull it with `pyreconcile image pull`"
             )
         else:
-            self.runtime.pull_image(image.reference)
+            self.runtime.pull_image(image.reference, platform=image.spec.platform)
 
     # -- networks and volumes ------------------------------------------------
 

@@ -6,8 +6,9 @@ Called at the start of every round; nothing is cached between rounds (STYLE:
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from reconciler import convert
@@ -27,7 +28,22 @@ def _applied(annotations: Mapping[str, str]) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def observe(runtime: client.RuntimeClient, stack: str) -> model.ObservedState:
+def always_pulled(desired: model.DesiredState) -> list[tuple[str, str | None]]:
+    """(reference, platform) of the Image objects whose pullPolicy is Always."""
+    return [
+        (image.reference, image.spec.platform)
+        for image in desired.images.values()
+        if image.spec.pull_policy == "Always" and image.spec.import_ is None
+    ]
+
+
+def observe(
+    runtime: client.RuntimeClient,
+    stack: str,
+    check_remote: Iterable[tuple[str, str | None]] = (),
+) -> model.ObservedState:
+    """``check_remote``: (reference, platform) pairs whose registry is asked, when the
+    image is present here, which image its tag names now (``ObservedImage.remote_id``)."""
     images: dict[str, model.ObservedImage] = {}
     for image in runtime.list_images():
         annotations = dict(image.annotations)
@@ -38,6 +54,10 @@ def observe(runtime: client.RuntimeClient, stack: str) -> model.ObservedState:
                 digest=image.digest,
                 source_digest=annotations.get(L.IMAGE_SOURCE),
             )
+    for ref, platform in check_remote:
+        if ref in images:
+            remote = runtime.resolve_remote(ref, platform=platform)
+            images[ref] = dataclasses.replace(images[ref], remote_id=remote.image_id)
 
     foreign: set[tuple[str, str]] = set()
     networks: dict[str, model.ObservedObject] = {}

@@ -573,20 +573,41 @@ class ImageImport(Model):
     format: Literal["auto", "rootfs", "oci"] = "auto"
 
 
-class ImageSpec(Model):
-    reference: str | None = Field(default=None, description="e.g. docker.io/library/busybox:1.36")
-    import_: ImageImport | None = Field(default=None, alias="import")
-    pull_policy: Literal["missing", "always", "never"] = "missing"
+_PLATFORM = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+){0,2}$")
 
-    @field_validator("reference")
+
+class ImageSpec(Model):
+    ref: str | None = Field(
+        default=None, description="the image to pull, e.g. docker.io/library/busybox:1.36"
+    )
+    import_: ImageImport | None = Field(default=None, alias="import")
+    pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        default="IfNotPresent",
+        description="Always: ask the registry on every apply and diff, and pull when the tag "
+        "names another image (image drift); IfNotPresent: pull only when absent; Never: never pull",
+    )
+    platform: str | None = Field(
+        default=None,
+        description="os/architecture[/variant] to pull from a multi-platform image "
+        "(default: this host's), e.g. linux/arm64",
+    )
+
+    @field_validator("ref")
     @classmethod
     def _reference(cls, value: str | None) -> str | None:
         return None if value is None else normalize_reference(value)
 
+    @field_validator("platform")
+    @classmethod
+    def _platform(cls, value: str | None) -> str | None:
+        if value is not None and not _PLATFORM.match(value):
+            raise ValueError(f"invalid platform {value!r}: expected os/architecture[/variant]")
+        return value
+
     @model_validator(mode="after")
     def _source(self) -> ImageSpec:
-        if self.reference is None and self.import_ is None:
-            raise ValueError("an Image needs a reference to pull, an import to load, or both")
+        if self.ref is None and self.import_ is None:
+            raise ValueError("an Image needs a ref to pull, an import to load, or both")
         return self
 
 
@@ -673,8 +694,8 @@ class ImageManifest(_Document):
     @property
     def reference(self) -> str:
         """What the image is called locally: its reference, or one made from its name."""
-        if self.spec.reference:
-            return self.spec.reference
+        if self.spec.ref:
+            return self.spec.ref
         return normalize_reference(f"localhost/pyreconcile/{self.metadata.name}:latest")
 
 

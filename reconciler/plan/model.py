@@ -80,6 +80,8 @@ class ObservedImage:
     id: str
     digest: str
     source_digest: str | None = None  # what an Image object imported it from
+    # pullPolicy Always only: the image id the registry's tag names now (observe asks it)
+    remote_id: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -144,7 +144,7 @@ def _plan_images(
             wanted[container.image_ref] = model.DesiredImage(
                 name=container.image_ref,
                 reference=container.image_ref,
-                spec=manifests.ImageSpec(reference=container.image_ref),
+                spec=manifests.ImageSpec(ref=container.image_ref),
             )
     for reference in sorted(wanted, key=lambda r: wanted[r].name):
         image = wanted[reference]
@@ -161,6 +161,22 @@ def _plan_images(
                 image.name,
                 "missing",
                 (model.Reason("", f"{reference} is not present locally; {how}"),),
+                desired=image,
+            )
+        elif image.spec.import_ is None and seen.remote_id and seen.remote_id != seen.id:
+            # pullPolicy Always: the registry was asked (by observe) and the tag moved
+            yield model.Action(
+                "update",
+                "Image",
+                image.name,
+                "image",
+                (
+                    model.Reason(
+                        reference,
+                        f"the registry's tag now names image {_short(seen.remote_id)} "
+                        f"(here: {_short(seen.id)}); pull it",
+                    ),
+                ),
                 desired=image,
             )
         elif (

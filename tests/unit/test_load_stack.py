@@ -62,8 +62,9 @@ def test_a_single_string_is_one_path() -> None:
 def test_images_and_their_files(stack: load.DesiredStack) -> None:
     busybox, app, layout = stack.of_kind("Image")
     assert isinstance(busybox.manifest, manifests.ImageManifest)
-    assert busybox.manifest.spec.reference == "docker.io/library/busybox:1.36"
-    assert busybox.manifest.spec.pull_policy == "always"
+    assert busybox.manifest.spec.ref == "docker.io/library/busybox:1.36"
+    assert busybox.manifest.spec.pull_policy == "Always"
+    assert busybox.manifest.spec.platform == "linux/amd64"
     assert busybox.file_digests == {}
     assert isinstance(app.manifest, manifests.ImageManifest)
     assert app.manifest.spec.import_ is not None
