@@ -59,6 +59,8 @@ class ShimOptions:
     restart_policy: str = "no"
     stop_signal: str = shim_main.DEFAULT_STOP_SIGNAL
     stop_timeout: float = shim_main.DEFAULT_STOP_TIMEOUT
+    #: restarts done by earlier shims of the container (the shim counts on from it)
+    restart_count: int = 0
 
     def argv(self) -> list[str]:
         """The shim's command-line options (what ``pyreconcile-shim`` takes)."""
@@ -72,6 +74,7 @@ class ShimOptions:
             "--restart", self.restart_policy,
             "--stop-signal", self.stop_signal,
             "--stop-timeout", repr(float(self.stop_timeout)),
+            "--restart-count", str(self.restart_count),
         ]  # fmt: skip
         if self.runtime_binary:
             args += ["--runtime", self.runtime_binary]

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
 BLOCK = 64 * 1024
+BATCH = 256 * 1024
 
 
 def format_time(ns: int) -> str:
@@ -85,22 +86,34 @@ def log_files(log_path: str) -> list[str]:
 
 
 class _Cursor:
-    """An open log file and how far it has been read (complete lines only)."""
+    """An open log file and how far it has been read (complete lines only).
 
-    def __init__(self, fd: int) -> None:
+    ``end`` bounds what is read (a snapshot of the file's size), or None.
+    """
+
+    def __init__(self, fd: int, end: int | None = None) -> None:
         self.fd = fd
         self.ino = os.fstat(fd).st_ino
         self.offset = 0
+        self.end = end
 
-    def read_lines(self) -> list[bytes]:
+    def _size(self) -> int:
+        size = os.fstat(self.fd).st_size
+        return size if self.end is None else min(size, self.end)
+
+    def read_lines(self, max_bytes: int | None = None) -> list[bytes]:
+        """The complete lines from the offset on (about ``max_bytes`` of them, if given)."""
         if os.fstat(self.fd).st_size < self.offset:
             self.offset = 0  # truncated in place (max_files == 1)
-        chunks = []
-        while True:
-            data = os.pread(self.fd, BLOCK, self.offset)
+        chunks: list[bytes] = []
+        total = 0
+        while max_bytes is None or total < max_bytes or not any(b"\n" in c for c in chunks):
+            want = BLOCK if self.end is None else min(BLOCK, self.end - self.offset)
+            data = os.pread(self.fd, want, self.offset) if want > 0 else b""
             if not data:
                 break
             chunks.append(data)
+            total += len(data)
             self.offset += len(data)
         data = b"".join(chunks)
         cut = data.rfind(b"\n") + 1
@@ -110,7 +123,7 @@ class _Cursor:
 
     def last_lines(self, n: int) -> list[bytes]:
         """The last ``n`` complete lines; moves the offset past the last of them."""
-        end = os.fstat(self.fd).st_size
+        end = self._size()
         data = b""
         pos = end
         while pos > 0 and data.count(b"\n") <= n:
@@ -129,7 +142,7 @@ class _Cursor:
         os.close(self.fd)
 
 
-def _open_chain(log_path: str) -> list[_Cursor]:
+def _open_chain(log_path: str, *, bounded: bool = False) -> list[_Cursor]:
     cursors: list[_Cursor] = []
     seen: set[int] = set()
     for name in log_files(log_path):
@@ -137,7 +150,7 @@ def _open_chain(log_path: str) -> list[_Cursor]:
             fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             continue  # rotated away between listing and opening
-        cursor = _Cursor(fd)
+        cursor = _Cursor(fd, os.fstat(fd).st_size if bounded else None)
         if cursor.ino in seen:
             cursor.close()
             continue
@@ -195,7 +208,7 @@ def read_logs(
             picked: list[bytes] = []
             for cursor in reversed(cursors):
                 if len(picked) >= tail:
-                    cursor.offset = os.fstat(cursor.fd).st_size
+                    cursor.offset = cursor._size()
                     continue
                 picked[:0] = cursor.last_lines(tail - len(picked))
             for line in picked:
@@ -215,6 +228,46 @@ def read_logs(
         yield from _follow(
             log_path, current, cursors, since_ns, should_stop, exit_path, poll_interval
         )
+    finally:
+        for cursor in cursors:
+            try:
+                cursor.close()
+            except OSError:
+                pass
+
+
+def backlog(
+    log_path: str, tail: int | None = None, since: float | str | None = None
+) -> Iterator[list[bytes]]:
+    """The log's record lines as they are *now*, in batches, for the shim's ``logs`` op.
+
+    Every file is opened and its size taken at the first ``next()``: lines
+    written after that are not read (the shim sends those live), so a reader
+    sees each line once whatever rotation happens meanwhile. Lines keep their
+    newline; ``tail`` and ``since`` as in :func:`read_logs`.
+    """
+    since_ns = _since_ns(since)
+    cursors = _open_chain(log_path, bounded=True)
+    try:
+        if tail is not None:
+            picked: list[bytes] = []
+            for cursor in reversed(cursors):
+                if len(picked) >= tail:
+                    break
+                picked[:0] = cursor.last_lines(tail - len(picked))
+            lines = [line + b"\n" for line in picked if _decode(line, since_ns) is not None]
+            if lines:
+                yield lines
+            return
+        for cursor in cursors:
+            while True:
+                before = cursor.offset
+                lines = cursor.read_lines(BATCH)
+                kept = [line + b"\n" for line in lines if _decode(line, since_ns) is not None]
+                if kept:
+                    yield kept
+                if cursor.offset == before:
+                    break
     finally:
         for cursor in cursors:
             try:

@@ -51,7 +51,8 @@ DEFAULT_STOP_TIMEOUT = 10.0
 USAGE = (
     "usage: pyreconcile-shim --id ID --bundle DIR --runtime-root DIR --log-path FILE "
     "[--runtime BINARY] [--restart no|always|on-failure[:N]|unless-stopped] "
-    "[--stop-signal SIGTERM] [--stop-timeout 10] [--log-max-size BYTES] [--log-max-files N]"
+    "[--stop-signal SIGTERM] [--stop-timeout 10] [--log-max-size BYTES] [--log-max-files N] "
+    "[--restart-count N]"
 )
 
 _FLAGS = {
@@ -65,6 +66,7 @@ _FLAGS = {
     "--restart": "restart",
     "--stop-signal": "stop_signal",
     "--stop-timeout": "stop_timeout",
+    "--restart-count": "restart_count",
     "--sync-fd": "sync_fd",
 }
 
@@ -74,7 +76,8 @@ class Options:
 
     __slots__ = (
         "bundle", "container_id", "log_max_files", "log_max_size", "log_path", "restart",
-        "runtime_binary", "runtime_root", "stop_signal", "stop_timeout", "sync_fd",
+        "restart_count", "runtime_binary", "runtime_root", "stop_signal", "stop_timeout",
+        "sync_fd",
     )  # fmt: skip
 
     def __init__(self, values: dict[str, str]) -> None:
@@ -114,6 +117,8 @@ class Options:
         except protocol.ProtocolError as exc:
             raise ValueError(str(exc)) from None
         self.stop_timeout = float(number("stop_timeout", DEFAULT_STOP_TIMEOUT, float))
+        # restarts of earlier shims of this container: the count goes on from there
+        self.restart_count = int(number("restart_count", 0, int))
         sync = values.get("sync_fd")
         self.sync_fd = int(sync) if sync is not None and sync.isdigit() else None
         if not os.path.isfile(os.path.join(self.bundle, "config.json")):
@@ -285,7 +290,7 @@ def _log_ignored(events: EventLog, name: str) -> Callable[[], None]:
 
 def _serve(opts: Options, sync: _Sync) -> int:
     from runtime.shim import events as shim_events
-    from runtime.shim import logwriter, loop, runtimes, server, statedir, supervisor
+    from runtime.shim import execs, logwriter, loop, runtimes, server, statedir, supervisor
 
     bundle = opts.bundle
     lock_fd = _lock(opts)  # refused: leave the live shim's files alone
@@ -314,6 +319,7 @@ def _serve(opts: Options, sync: _Sync) -> int:
 
         def on_final(record: dict[str, object]) -> None:
             assert srv is not None
+            srv.end_follows()
             srv.finish(stop_loop)
 
         sup = supervisor.Supervisor(
@@ -321,8 +327,9 @@ def _serve(opts: Options, sync: _Sync) -> int:
             events=events, restart=opts.restart, stop_signal=opts.stop_signal,
             stop_timeout=opts.stop_timeout, log_path=opts.log_path,
             log_max_size=opts.log_max_size, log_max_files=opts.log_max_files,
-            on_final=on_final,
+            on_final=on_final, restart_count=opts.restart_count,
         )  # fmt: skip
+        sup.execs = execs.Execs(opts.container_id, bundle, runtime, events)
         ev_loop.on_signal(signals.SIGCHLD, sup.reap)
         for signum in (signals.SIGTERM, signals.SIGINT, signals.SIGHUP):
             ev_loop.on_signal(signum, _log_ignored(events, signals.name(signum)))

@@ -7,6 +7,10 @@ Request::
     {"op": "kill", "signal": "SIGHUP", "all": false}
     {"op": "stop", "signal": "SIGTERM", "timeout": 10.0}      # both optional
     {"op": "shutdown"}
+    {"op": "exec", "args": ["sh"], "env": ["K=v"], "cwd": "/", "tty": false,
+     "user": {"uid": 0, "gid": 0, "additionalGids": []}}     # + 3 fds without a tty
+    {"op": "resize", "exec_id": "…", "rows": 24, "cols": 80}
+    {"op": "logs", "follow": false, "tail": 10, "since": "2026-11-28T06:50:35Z"}
 
 Every op answers with the container's state: ``id``, ``status`` (running |
 restarting | stopped), ``pid`` (the init, while running), ``shim_pid``,
@@ -21,6 +25,18 @@ the shim's ``--stop-signal``), SIGKILLs after ``timeout`` (default:
 ``kill`` needs a running container (``all``: every process of its cgroup, via
 the runtime); ``shutdown`` ends a shim whose container is not running (and
 cancels a pending restart).
+
+``exec`` runs a process in the running container (:mod:`runtime.shim.execs`):
+without a TTY the request carries the process's stdin, stdout and stderr as
+fds (``SCM_RIGHTS``); it answers ``{"event": "started", "exec_id", "pid",
+"tty"}`` at once (with a TTY, carrying the pty master as an fd), then
+``{"event": "exited", "exec_id", "exit_code"}`` on the same connection when
+the process ends. ``resize`` sets an exec's pty size. ``logs`` streams the
+log's records (one ``{"time", "stream", "log"}`` object per line), the last
+``tail`` of them and/or those ``since`` a time, then, with ``follow``, new
+ones as they are written, until the container stops for good; the stream
+ends with ``{"ok": true, "result": {"event": "end"}}``. The client adds the
+timestamps it wants to show: every record carries its time.
 
 Any request may carry an ``"id"``, echoed in its reply (replies to ``wait``
 and ``stop`` are deferred, so on one connection they can come after replies
@@ -41,7 +57,7 @@ from runtime.shim import jsonio, signals
 
 MAX_REQUEST = 64 * 1024
 MAX_RESPONSE = 1024 * 1024
-OPS = ("state", "wait", "kill", "stop", "shutdown")
+OPS = ("state", "wait", "kill", "stop", "shutdown", "exec", "resize", "logs")
 WAIT_CONDITIONS = ("stopped", "not-running")
 
 

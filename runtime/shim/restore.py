@@ -11,7 +11,9 @@
    containerd's ``cleanupAfterDeadShim``, the container is deleted with the
    runtime the shim used (``delete --force``, from ``options.json``) and an
    exit record with code 137 (128 + SIGKILL) and ``"lost": true`` is written,
-   so the next probe says ``exited`` and the engine can tell why.
+   so the next probe says ``exited`` and the engine can tell why. Its restart
+   count and start time come from ``run.json``, which the shim rewrote at
+   every run, so a lost shim does not reset the count.
 """
 
 from __future__ import annotations
@@ -113,13 +115,16 @@ def _clean_up_lost(bundle: str) -> ShimStatus:
         runtime.delete(force=True)
     except errors.RuntimeError_ as exc:  # e.g. it is gone already (host rebooted)
         cleanup_error = str(exc)
+    run = statedir.read_json(statedir.path(bundle, statedir.RUN)) or {}
+    count = run.get("restart_count")
+    started = run.get("started_at")
     record: dict[str, object] = {
         "exit_code": LOST_EXIT_CODE,
         "signal": int(signal.SIGKILL),
         "finished_at": time.time(),
         "oom_killed": False,
-        "started_at": None,
-        "restart_count": 0,
+        "started_at": started if isinstance(started, int | float) else None,
+        "restart_count": count if isinstance(count, int) else 0,
         "error": "the shim died without recording an exit; the container was deleted",
         "lost": True,
     }

@@ -1,6 +1,6 @@
 """How the shim drives an OCI runtime for one container: builtin library or external binary.
 
-Two drivers with the same five verbs (create, start, kill, delete, state):
+Two drivers with the same six verbs (create, start, kill, delete, state, exec):
 
 - :class:`BuiltinRuntime` calls :mod:`runtime.oci.lifecycle` in-process: no
   interpreter start per verb (DESIGN.md §1). The library is imported only in
@@ -69,6 +69,20 @@ class OciRuntime:
     def state(self) -> dict[str, object]:
         raise NotImplementedError
 
+    def exec(
+        self,
+        process: dict[str, object],
+        stdio: tuple[int, int, int],
+        pid_file: str,
+        console_socket: str | None,
+    ) -> int:
+        """Start ``process`` in the running container, detached; return its pid.
+
+        The process becomes the caller's child (the shim is a subreaper). With
+        ``process["terminal"]`` the pty master goes to ``console_socket``.
+        """
+        raise NotImplementedError
+
 
 class BuiltinRuntime(OciRuntime):
     """The builtin runtime library, called in-process."""
@@ -117,6 +131,27 @@ class BuiltinRuntime(OciRuntime):
     def state(self) -> dict[str, object]:
         with self._mapped("state"):
             return dict(self._lifecycle.state(self.root, self.container_id))
+
+    def exec(
+        self,
+        process: dict[str, object],
+        stdio: tuple[int, int, int],
+        pid_file: str,
+        console_socket: str | None,
+    ) -> int:
+        exec_process = getattr(self._lifecycle, "exec_process", None)
+        if exec_process is None:
+            raise errors.Unavailable(
+                f"builtin runtime exec {self.container_id}: this version of the builtin runtime "
+                "cannot exec yet; run the container with an external runtime (runc, crun)"
+            )
+        with self._mapped("exec"):
+            pid = exec_process(
+                self.root, self.container_id, process,
+                stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
+                console_socket=console_socket, pid_file=pid_file,
+            )  # fmt: skip
+        return int(pid)
 
 
 class ExternalRuntime(OciRuntime):
@@ -186,6 +221,35 @@ class ExternalRuntime(OciRuntime):
     def delete(self, force: bool = False) -> None:
         args = ["--force"] if force else []
         self._run("delete", [*args, self.container_id])
+
+    def exec(
+        self,
+        process: dict[str, object],
+        stdio: tuple[int, int, int],
+        pid_file: str,
+        console_socket: str | None,
+    ) -> int:
+        spec_file = (
+            pid_file[: -len(".pid")] + ".json" if pid_file.endswith(".pid") else pid_file + ".json"
+        )
+        with open(spec_file, "wb") as f:
+            f.write(jsonio.dumps(process).encode())
+        args = ["--detach", "--pid-file", pid_file, "--process", spec_file]
+        if console_socket is not None:
+            args += ["--console-socket", console_socket]
+        try:
+            self._run("exec", [*args, self.container_id], stdio)
+        finally:
+            try:
+                os.unlink(spec_file)
+            except FileNotFoundError:
+                pass
+        pid = _read_pid(pid_file)
+        if pid is None:
+            raise errors.Terminal(
+                f"{self.name} exec {self.container_id}: no pid in {pid_file} after exec"
+            )
+        return pid
 
     def state(self) -> dict[str, object]:
         out = self._run("state", [self.container_id])

@@ -11,8 +11,13 @@
     options.json            how the shim runs the container: runtime binary and
                             root, log path (read back by runtime.shim.restore to
                             clean up after a lost shim, like containerd's options.json)
+    run.json                the current run: restart_count, started_at, init_pid;
+                            rewritten at every (re)start, so a shim killed later
+                            still tells how often it had restarted
     exit                    the final exit record, JSON, written atomically after
                             the logs are drained; its presence means "ended"
+    exec-N.json exec-N.pid  an external runtime's ``exec --process`` and pid file,
+                            removed as soon as the process runs
     shim.log                the shim's own events, JSON lines
     runtime.log             an external runtime's ``--log`` (JSON), for error text
 
@@ -30,11 +35,12 @@ SOCKET = "shim.sock"
 INIT_PID = "init.pid"
 OPTIONS = "options.json"
 EXIT = "exit"
+RUN = "run.json"
 SHIM_LOG = "shim.log"
 RUNTIME_LOG = "runtime.log"
 
 #: Files the shim creates; removed again when spawning fails.
-SHIM_FILES = (SOCKET, INIT_PID, OPTIONS, EXIT, SHIM_LOG, RUNTIME_LOG, SHIM_PID)
+SHIM_FILES = (SOCKET, INIT_PID, OPTIONS, RUN, EXIT, SHIM_LOG, RUNTIME_LOG, SHIM_PID)
 
 #: Keys of the exit record (JSON object in the ``exit`` file).
 EXIT_KEYS = ("exit_code", "signal", "finished_at", "oom_killed", "started_at", "restart_count")

@@ -25,6 +25,17 @@ Choices:
   code 128, its error in ``error``) and the policy decides again, with backoff.
 - ``stop`` marks the end as intentional: no restart after it, ever, in this shim.
   The stop signal goes to the init; after ``timeout`` seconds, SIGKILL.
+- A container that shares the host's pid namespace (no ``pid`` namespace in its
+  config) does not die with its init: when the init exits, or a stop escalates,
+  every process of its cgroup is SIGKILLed through the runtime (``kill --all``),
+  as containerd's shim does, so nothing of the run outlives it.
+- ``restart_count`` goes on from the count of the container's earlier shims
+  (``--restart-count``); the policy's retry limit (``on-failure:N``) counts the
+  restarts of this shim only, as a manual start resets Docker's. Every run
+  rewrites ``run.json`` (count, start time, init pid), so a shim killed later
+  still tells how often it had restarted.
+- Processes started with ``exec`` (:mod:`runtime.shim.execs`) are reaped here
+  too: their exit goes to the exec's waiter.
 """
 
 from __future__ import annotations
@@ -33,13 +44,14 @@ import os
 import time
 
 from runtime import errors
-from runtime.shim import cgroups, logwriter, policy, signals, statedir
+from runtime.shim import cgroups, jsonio, logwriter, policy, signals, statedir
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from runtime.shim.events import EventLog
+    from runtime.shim.execs import Execs
     from runtime.shim.loop import Loop, Timer
     from runtime.shim.runtimes import OciRuntime
 
@@ -70,6 +82,7 @@ class Supervisor:
         log_max_size: int,
         log_max_files: int,
         on_final: Callable[[dict[str, object]], None],
+        restart_count: int = 0,
     ) -> None:
         self.container_id = container_id
         self.bundle = bundle
@@ -91,7 +104,8 @@ class Supervisor:
         self.exit_code: int | None = None
         self.exit_signal: int | None = None
         self.oom_killed = False
-        self.restart_count = 0
+        self.restart_base = restart_count
+        self.restarts = 0  # by this shim (the policy's retry limit counts these)
         self.stop_requested = False
         self.final = False
         self.error: str | None = None
@@ -107,12 +121,23 @@ class Supervisor:
         self._restart_timer: Timer | None = None
         self._stop_timer: Timer | None = None
         self._waiters: list[tuple[str, Reply, Timer | None]] = []
+        self.host_pid = _shares_host_pid(bundle)
+        #: called with each batch of log records as the shim writes them (live ``logs``)
+        self.log_listeners: list[Callable[[bytes], None]] = []
+        self.execs: Execs | None = None  # set by the shim's main once built
+
+    @property
+    def restart_count(self) -> int:
+        return self.restart_base + self.restarts
 
     # runs ------------------------------------------------------------------
 
     def boot(self) -> int:
         """Open the log and do the first run; raise the runtime's error if it fails."""
-        self._writer = logwriter.LogWriter(self.log_path, self.log_max_size, self.log_max_files)
+        self._writer = logwriter.LogWriter(
+            self.log_path, self.log_max_size, self.log_max_files,
+            on_records=self._on_log_records, on_error=self._on_log_error,
+        )  # fmt: skip
         self._start_run()
         assert self.init_pid is not None
         return self.init_pid
@@ -156,11 +181,23 @@ class Supervisor:
         self.status = RUNNING
         self.started_at = time.time()
         self._started_mono = time.monotonic()
+        self._save_run()
         self.events.info(
             "container_started", pid=pid, restart_count=self.restart_count,
             create_ms=round((created - begun) * 1000, 1),
             start_ms=round((self._started_mono - created) * 1000, 1),
         )  # fmt: skip
+
+    def _save_run(self) -> None:
+        record = {
+            "restart_count": self.restart_count,
+            "started_at": self.started_at,
+            "init_pid": self.init_pid,
+        }
+        try:
+            statedir.write_json(statedir.path(self.bundle, statedir.RUN), record)
+        except OSError as exc:  # a full run root must not stop the container
+            self.events.warning("run_file_failed", error=str(exc))
 
     def _abort_run(self) -> None:
         """A run that failed between create and start: remove it, reap its init."""
@@ -199,6 +236,18 @@ class Supervisor:
                 return
             if pid == self.init_pid and self.status in (RUNNING, CREATED):
                 self._on_init_exit(status)
+            elif self.execs is not None:
+                self.execs.reaped(pid, status)
+
+    def _on_log_records(self, data: bytes) -> None:
+        for listener in list(self.log_listeners):
+            listener(data)
+
+    def _on_log_error(self, what: str, dropped: int) -> None:
+        if what == "recovered":
+            self.events.info("log_write_recovered", dropped_records=dropped)
+        else:
+            self.events.error("log_write_failed", error=what, dropped_records=dropped)
 
     def _pipe_reader(self, fd: int, stream: str) -> Callable[[], None]:
         return lambda: self._read_pipe(fd, stream)
@@ -254,6 +303,8 @@ class Supervisor:
         if self._stop_timer is not None:
             self._stop_timer.cancel()
             self._stop_timer = None
+        if self.host_pid:
+            self._kill_all("init_exited")
         self.events.info(
             "container_exited", exit_code=self.exit_code, signal=self.exit_signal,
             oom_killed=self.oom_killed, run_seconds=round(self._run_seconds, 3),
@@ -274,9 +325,16 @@ class Supervisor:
         self._close_pipes(read_rest=True)
         self._after_exit()
 
+    def _kill_all(self, why: str) -> None:
+        """SIGKILL every process of the container's cgroup (host pid namespace only)."""
+        try:
+            self.runtime.kill(signals.SIGKILL, all_processes=True)
+        except errors.RuntimeError_ as exc:
+            self.events.warning("container_kill_all_failed", reason=why, error=str(exc))
+
     def _after_exit(self) -> None:
         code = self.exit_code if self.exit_code is not None else FAILED_START_EXIT_CODE
-        if not self.restart.should_restart(code, self.restart_count, stopped=self.stop_requested):
+        if not self.restart.should_restart(code, self.restarts, stopped=self.stop_requested):
             self._finalize()
             return
         self._backoff = policy.next_backoff(self._backoff, self._run_seconds)
@@ -288,7 +346,7 @@ class Supervisor:
 
     def _restart_now(self) -> None:
         self._restart_timer = None
-        self.restart_count += 1
+        self.restarts += 1
         try:
             self.runtime.delete(force=True)
         except errors.RuntimeError_ as exc:  # e.g. already gone after a failed create
@@ -321,6 +379,8 @@ class Supervisor:
         except OSError as exc:
             self.events.error("exit_file_failed", error=str(exc))
         self.events.info("container_finished", **record)
+        if self.execs is not None:
+            self.execs.abandon_all()
         self._notify("stopped")
         self.on_final(record)
 
@@ -378,6 +438,16 @@ class Supervisor:
         entry.append((condition, reply, timer))
         self._waiters.append(entry[0])
 
+    def exec(
+        self, request: dict[str, object], fds: list[int], on_exit: Reply
+    ) -> tuple[dict[str, object], int | None]:
+        """Start an exec'd process (:mod:`runtime.shim.execs`) in the running container."""
+        if self.status != RUNNING or self.execs is None:
+            raise errors.FailedPrecondition(
+                f"container {self.container_id} is not running: start it before exec"
+            )
+        return self.execs.start(request, fds, on_exit)
+
     def kill(self, sig: int, all_processes: bool = False) -> None:
         if self.status not in (RUNNING, CREATED) or self.init_pid is None:
             raise errors.FailedPrecondition(f"container {self.container_id} is not running")
@@ -413,6 +483,8 @@ class Supervisor:
         if self.status in (RUNNING, CREATED) and self.init_pid is not None:
             self.events.warning("container_stop_escalated", signal="SIGKILL")
             os.kill(self.init_pid, signals.SIGKILL)
+            if self.host_pid:
+                self._kill_all("stop_escalated")
 
     def shutdown(self) -> None:
         """End the shim when its container is not running (and cancel a pending restart)."""
@@ -426,6 +498,23 @@ class Supervisor:
                 self._restart_timer.cancel()
                 self._restart_timer = None
             self._finalize()
+
+
+def _shares_host_pid(bundle: str) -> bool:
+    """Whether config.json asks for no pid namespace of its own (or joins another's)."""
+    try:
+        with open(statedir.path(bundle, "config.json"), "rb") as f:
+            config = jsonio.loads(f.read())
+    except (OSError, ValueError):
+        return False
+    linux = config.get("linux") if isinstance(config, dict) else None
+    spaces = linux.get("namespaces") if isinstance(linux, dict) else None
+    if not isinstance(spaces, list):
+        return True
+    for ns in spaces:
+        if isinstance(ns, dict) and ns.get("type") == "pid":
+            return bool(ns.get("path"))  # joining another's: it does not die with ours
+    return True
 
 
 def _parent_of(pid: int) -> int | None:

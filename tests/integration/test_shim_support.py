@@ -49,6 +49,27 @@ MODES = [
 ]
 
 
+def builtin_exec_available() -> bool:
+    if not builtin_available():
+        return False
+    from runtime.oci import lifecycle
+
+    return hasattr(lifecycle, "exec_process")
+
+
+#: runtime modes that can ``exec`` (the builtin one once its library has exec)
+EXEC_MODES = [
+    pytest.param(RUNC, id="runc"),
+    pytest.param(
+        None,
+        id="builtin",
+        marks=pytest.mark.skipif(
+            not builtin_exec_available(), reason="runtime.oci.lifecycle has no exec_process yet"
+        ),
+    ),
+]
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "it") -> Any:
     """Poll ``predicate`` until it returns something truthy (no fixed sleeps)."""
     deadline = time.monotonic() + timeout
@@ -159,6 +180,8 @@ class ShimEnv:
         name: str = "c",
         env: list[str] | None = None,
         memory_limit: int | None = None,
+        host_pid: bool = False,
+        log_dir: Path | None = None,
     ) -> Container:
         cid = f"{name}-{uuid.uuid4().hex[:8]}"
         bundle = self.roots.run_root / "containers" / cid
@@ -173,8 +196,12 @@ class ShimEnv:
         config["linux"]["cgroupsPath"] = f"/{self.roots.cgroup_parent}/{cid}"
         if memory_limit is not None:
             config["linux"].setdefault("resources", {})["memory"] = {"limit": memory_limit}
+        if host_pid:
+            config["linux"]["namespaces"] = [
+                ns for ns in config["linux"]["namespaces"] if ns["type"] != "pid"
+            ]
         (bundle / "config.json").write_text(json.dumps(config, indent=1))
-        log_path = self.roots.root / "containers" / cid / f"{cid}-json.log"
+        log_path = (log_dir or self.roots.root / "containers" / cid) / f"{cid}-json.log"
         c = Container(self, cid, bundle, log_path)
         self.containers.append(c)
         return c
@@ -222,6 +249,32 @@ def base_config() -> dict[str, Any]:
             (tmp / "config.json").unlink(missing_ok=True)
             tmp.rmdir()
     return json.loads(json.dumps(_BASE_CONFIG))  # type: ignore[no-any-return]
+
+
+@pytest.fixture(params=EXEC_MODES)
+def exec_env(request: pytest.FixtureRequest, roots: Roots, busybox_dir: Path) -> Iterator[ShimEnv]:
+    """Like ``shim_env``, in the runtime modes that can exec."""
+    env = ShimEnv(roots, busybox_dir, request.param)
+    try:
+        yield env
+    finally:
+        env.cleanup()
+
+
+def zombie_children(pid: int) -> list[int]:
+    """The children of ``pid`` in state Z (exited, not reaped)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if fields[0] == "Z" and int(fields[1]) == pid:
+            found.append(int(entry))
+    return found
 
 
 @pytest.fixture(params=MODES)

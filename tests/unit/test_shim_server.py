@@ -36,6 +36,11 @@ lp.on_signal(signals.SIGUSR1, lambda: signals_seen.append("USR1"))
 
 
 class Fake:
+    execs = None
+    final = False
+    log_listeners = []
+    log_path = {log!r}
+
     def state(self):
         return {{"status": "running", "signals": signals_seen}}
 
