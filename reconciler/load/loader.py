@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import TextIO
 
 from reconciler.load import (
+    compose,
     crossref,
     desired,
     envfile,
@@ -76,6 +77,7 @@ def load_stack(
             continue
         documents, errors = yamltree.parse_documents(text, source.display, budget)
         found.extend(errors)
+        documents = _translate_compose(documents, found, warnings)
         for document in documents:
             group: list[problems.Problem] = []
             entry, obj = _document(document, source, variables, environ, group, warnings)
@@ -99,6 +101,24 @@ def load_stack(
         warnings=tuple(warnings),
         env_file=env_file,
     )
+
+
+def _translate_compose(
+    documents: list[yamltree.RawDocument],
+    found: list[problems.Problem],
+    warnings: list[problems.Problem],
+) -> list[yamltree.RawDocument]:
+    """Compose documents (top-level ``services``) become pyreconcile documents."""
+    result: list[yamltree.RawDocument] = []
+    for document in documents:
+        if not compose.is_compose(document.data):
+            result.append(document)
+            continue
+        translated, errors, warned = compose.translate(document)
+        found.extend(errors)
+        warnings.extend(warned)
+        result.extend(translated)
+    return result
 
 
 def _order(problem: problems.Problem, order: Mapping[str, int]) -> tuple[int, int, int, int]:

@@ -83,16 +83,6 @@ def validate_document(
             )
         )
         return None, found
-    if "services" in data and "kind" not in data:
-        found.append(
-            problems.Problem(
-                positions.key(("services",)),
-                "",
-                "this looks like a Compose file (top-level 'services'): the loader reads "
-                "pyreconcile documents (apiVersion, kind, metadata, spec)",
-            )
-        )
-        return None, found
     api_version = data.get("apiVersion")
     if "apiVersion" not in data:
         found.append(

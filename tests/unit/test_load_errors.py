@@ -145,9 +145,7 @@ CASES: dict[str, list[str]] = {
     "not-a-manifest.yaml": [
         "errors/not-a-manifest.yaml:1:1: expected a mapping with apiVersion, kind, metadata and "
         "spec, got a list",
-        "errors/not-a-manifest.yaml:4:1: this looks like a Compose file (top-level 'services'): "
-        "the loader reads pyreconcile documents (apiVersion, kind, metadata, spec)",
-        "errors/not-a-manifest.yaml:8:1: expected a mapping with apiVersion, kind, metadata and "
+        "errors/not-a-manifest.yaml:4:1: expected a mapping with apiVersion, kind, metadata and "
         "spec, got a string",
     ],
     "stack-mismatch.yaml": [
