@@ -88,9 +88,9 @@ class Progress:
 
     def _rate(self, blob: str, current: int) -> str:
         elapsed = time.monotonic() - self._started.get(blob, time.monotonic())
-        if elapsed <= 0.05 or not current:
+        if not current:
             return ""
-        return f"{human_bytes(current / elapsed)}/s"
+        return f"{human_bytes(current / max(elapsed, 0.001))}/s"
 
     def _human(self, event: client.ProgressEvent) -> None:
         if event.action == "resolved":
