@@ -7,7 +7,8 @@
 * A ``HashingReader`` under the tar parser hashes and counts the *uncompressed*
   stream, so the diff_id covers every byte, including whatever follows the
   end-of-archive blocks (read to EOF), and the byte cap stops a gzip bomb
-  while it inflates (CVE-2017-14992).
+  while it inflates (CVE-2017-14992); so does a cap on the compression ratio
+  (``Limits.max_ratio`` past ``Limits.ratio_floor``).
 * ``tarfile`` only parses, in stream mode: ``BoundedTarInfo`` refuses extended
   headers (PAX, GNU long names) over ``MAX_HEADER_BYTES`` before tarfile reads
   them into memory, and the member list tarfile keeps in stream mode is cleared
@@ -54,6 +55,12 @@ _HEADER_TYPES = {
 class Limits:
     max_bytes: int = 64 << 30  # of the uncompressed tar stream
     max_entries: int = 2_000_000
+    # Past ``ratio_floor`` uncompressed bytes, more than ``max_ratio`` uncompressed
+    # bytes per compressed byte is refused. gzip cannot exceed ~1032:1, so this
+    # only stops zstd/bzip2/xz bombs (millions to one); the floor keeps small
+    # layers of zeros legitimate.
+    max_ratio: int = 2000
+    ratio_floor: int = 1 << 30
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,11 +150,34 @@ def _open_decompressed(raw: Readable) -> Readable:
     return stream
 
 
-class HashingReader(io.RawIOBase):
-    """Hashes and counts what the tar parser reads; enforces the byte cap."""
+class _Counting:
+    """Counts the compressed bytes the decompressor reads."""
 
-    def __init__(self, inner: Readable, max_bytes: int, what: str) -> None:
+    def __init__(self, inner: Readable) -> None:
+        self._inner = inner
+        self.count = 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._inner.read(size)
+        self.count += len(data)
+        return data
+
+
+class HashingReader(io.RawIOBase):
+    """Hashes and counts what the tar parser reads; enforces the byte and ratio caps."""
+
+    def __init__(
+        self,
+        inner: Readable,
+        max_bytes: int,
+        what: str,
+        *,
+        compressed: _Counting | None = None,
+        limits: Limits | None = None,
+    ) -> None:
         self._inner, self._max, self._what = inner, max_bytes, what
+        self._compressed = compressed
+        self._limits = limits or Limits()
         self.hash = hashlib.sha256()
         self.size = 0
 
@@ -169,6 +199,16 @@ class HashingReader(io.RawIOBase):
                 f"{self._what}: more than {self._max} bytes uncompressed: refusing it "
                 "(raise the unpack limit if the image is legitimate)"
             )
+        if (
+            self._compressed is not None
+            and self.size > self._limits.ratio_floor
+            and self.size > self._limits.max_ratio * max(self._compressed.count, 1)
+        ):
+            raise errors.InvalidSpec(
+                f"{self._what}: decompresses more than {self._limits.max_ratio} times its "
+                f"compressed size past {self._limits.ratio_floor} bytes: refusing a "
+                "decompression bomb (raise the unpack limits if the image is legitimate)"
+            )
         self.hash.update(data)
         buffer[: len(data)] = data
         return len(data)
@@ -180,11 +220,14 @@ class HashingReader(io.RawIOBase):
 
 
 class BoundedTarInfo(tarfile.TarInfo):
-    """Refuses extended headers that would make tarfile buffer a huge block."""
+    """Refuses negative sizes, and extended headers that would make tarfile buffer a
+    huge block."""
 
     def _proc_member(self, tar: tarfile.TarFile) -> tarfile.TarInfo:
         # A private hook of tarfile (stable since 3.2): the one place that sees an
         # extended header's size before tarfile reads the whole block into memory.
+        if self.size < 0:
+            raise errors.InvalidSpec(f"layer entry {self.name!r} has a negative size {self.size}")
         if self.type in _HEADER_TYPES and self.size > MAX_HEADER_BYTES:
             raise errors.InvalidSpec(
                 f"layer has an extended tar header of {self.size} bytes (limit {MAX_HEADER_BYTES})"
@@ -198,7 +241,10 @@ def iter_members(
 ) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo, HashingReader]]:
     """Decompress, hash and parse ``stream``; yields each member (read its data before
     the next one). When the loop ends the stream has been read to EOF."""
-    reader = HashingReader(open_decompressed(stream), limits.max_bytes, what)
+    compressed = _Counting(stream)
+    reader = HashingReader(
+        open_decompressed(compressed), limits.max_bytes, what, compressed=compressed, limits=limits
+    )
     try:
         with tarfile.open(
             fileobj=reader,

@@ -544,3 +544,73 @@ def test_same_tree_as_gnu_tar(tmp_path: Path) -> None:
         result = unpack.unpack(f, str(ours))
     assert result.diff_id == "sha256:" + hashlib.sha256(archive.read_bytes()).hexdigest()
     assert _tree(ours) == _tree(gnu)
+
+
+# -- sizes, sparse files and compression ratios (the reference's remaining cases) ----------
+
+
+def _with_size_field(raw: bytes, field: bytes) -> bytes:
+    """``raw`` (one-entry ustar) with its header's size field replaced and the checksum redone."""
+    header = bytearray(raw[:512])
+    header[124:136] = field
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    return bytes(header) + raw[512:]
+
+
+def _ustar(*entries: tuple[tarfile.TarInfo, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for ti, data in entries:
+            tar.addfile(ti, io.BytesIO(data) if ti.size else None)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "field",
+    [b"\xff" * 12, b"\x80" + b"\0" * 6 + b"\x01\0\0\0\0", b"77777777777\0"],
+    ids=["negative", "huge-base256", "huge-octal"],
+)
+def test_negative_or_huge_sizes_are_refused(tree: tuple[Path, Path], field: bytes) -> None:
+    root, victim = tree
+    raw = _with_size_field(_ustar(entry("f", data=b"x" * 10)), field)
+    with pytest.raises(errors.InvalidSpec):
+        run(root, raw, limits=tarstream.Limits(max_bytes=1 << 20))
+    victim_intact(victim)
+    assert not (root / "f").exists() or (root / "f").stat().st_size <= 10
+
+
+def test_gnu_sparse_with_huge_apparent_size_is_refused(tree: tuple[Path, Path]) -> None:
+    root, victim = tree
+    ti, _ = entry("sparse", data=b"")
+    ti.pax_headers = {
+        "GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": "sparse",
+        "GNU.sparse.realsize": str(1 << 40),
+    }  # fmt: skip
+    sparse_map = b"1\n0\n0\n".ljust(512, b"\0")
+    ti.size = len(sparse_map)
+    with pytest.raises(errors.InvalidSpec, match="sparse"):
+        run(root, make_tar((ti, sparse_map)))
+    assert not (root / "sparse").exists()
+    victim_intact(victim)
+
+
+@pytest.mark.parametrize("codec", ["gzip", "zstd"])
+def test_compression_ratio_cap(tmp_path: Path, codec: str) -> None:
+    raw = make_tar(entry("zeros", data=b"\0" * (4 << 20)))
+    if codec == "gzip":
+        bomb = gzip.compress(raw)
+    else:
+        import zstandard  # type: ignore[import-not-found, unused-ignore]
+
+        bomb = zstandard.ZstdCompressor().compress(raw)
+    (tmp_path / "r").mkdir()
+    tight = tarstream.Limits(max_ratio=20, ratio_floor=1 << 20)
+    with pytest.raises(errors.InvalidSpec, match="decompression bomb"):
+        unpack.unpack(io.BytesIO(bomb), str(tmp_path / "r"), limits=tight)
+    with pytest.raises(errors.InvalidSpec, match="decompression bomb"):
+        tarstream.scan(io.BytesIO(bomb), limits=tight)
+    relaxed = tarstream.Limits(max_ratio=20, ratio_floor=8 << 20)  # below the floor: fine
+    (tmp_path / "s").mkdir()
+    assert unpack.unpack(io.BytesIO(bomb), str(tmp_path / "s"), limits=relaxed).size == len(raw)
+    assert tarstream.Limits().max_ratio > 1032  # the default never refuses a gzip layer
