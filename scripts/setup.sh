@@ -15,8 +15,10 @@ fi
 PACKAGES="python3 python3-venv python3-dev gcc libc6-dev busybox-static iproute2 nftables ca-certificates curl"
 if [ "${1:-}" = "--test" ]; then
     # peers and tools the tests drive: runc/crun (the shim's external runtimes),
-    # skopeo (OCI layouts), docker-registry (a registry on loopback)
-    PACKAGES="$PACKAGES runc crun skopeo docker-registry git"
+    # skopeo (OCI layouts, docker archives, registry interop), docker-registry (a
+    # registry on loopback), docker.io (a private dockerd that loads and runs what
+    # we save and push; the tests start it with their own data root and socket)
+    PACKAGES="$PACKAGES runc crun skopeo docker-registry docker.io git"
 fi
 
 missing=""
