@@ -272,6 +272,15 @@ class ImageStore:
                 manifest.config.digest, manifest_digest, config_bytes, size, name, annotations
             )
 
+    def unpack_layers(
+        self, layers: list[tuple[str, str]], on_unpack: Callable[[str], None] | None = None
+    ) -> str | None:
+        """Unpack (blob, diff_id) layers whose blobs are in the content store already, as
+        far as they go: a pull calls it as its downloads complete, inside ``importing()``,
+        then ``import_from_content`` finds the snapshots made."""
+        with self._locked(exclusive=False):
+            return self._unpack_layers(layers, on_unpack)
+
     def _unpack_layers(
         self, layers: list[tuple[str, str]], on_unpack: Callable[[str], None] | None = None
     ) -> str | None:

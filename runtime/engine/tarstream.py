@@ -41,6 +41,7 @@ MAX_HEADER_BYTES = 1 << 20
 PATH_MAX = 4096
 NAME_MAX = 255
 CHUNK = 1 << 20
+STREAM_BUFFER = 256 << 10
 ENTRY_TYPES = {
     tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE,
     tarfile.LNKTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE,
@@ -249,6 +250,7 @@ def iter_members(
         with tarfile.open(
             fileobj=reader,
             mode="r|",
+            bufsize=STREAM_BUFFER,  # tarfile's default (10 KiB) costs a Python call per 10 KiB
             tarinfo=BoundedTarInfo,
             encoding="utf-8",
             errors="surrogateescape",

@@ -10,10 +10,13 @@
    into the content store, which hashes and counts while it writes and keeps
    a blob only when its size and digest match; blobs already present are not
    fetched again. A broken connection resumes with ``Range`` (``download``).
-4. **Unpack and record** with ``ImageStore.import_from_content``: config
-   digest, ``rootfs.diff_ids`` (each layer's uncompressed sha256, read to EOF)
-   and one snapshot per layer chain (a layer shared with another image is
-   unpacked once). The image is named only when everything succeeded.
+4. **Unpack** each layer as soon as it and the layers below it are in the
+   content store, while the others still download: its uncompressed sha256
+   (read to EOF) must equal its ``rootfs.diff_ids`` entry, and it becomes one
+   committed snapshot per layer chain (a layer shared with another image is
+   unpacked once). Then **record** with ``ImageStore.import_from_content``,
+   which checks everything again and names the image: only when everything
+   succeeded.
 
 All of it runs under ``ImageStore.importing()``, so a concurrent ``image
 prune`` cannot delete blobs that are written but not yet recorded. When the
@@ -106,30 +109,37 @@ def pull(
             f"image {ref}: its config is {manifest.config.size} bytes, "
             f"over the {opts.max_json} allowed"
         )
+    sizes = {d.digest: d.size for d in manifest.layers}
+
+    def unpacking(blob: str) -> None:
+        report.emit(client.ProgressEvent("unpacking", blob, 0, sizes.get(blob)))
+
+    what = f"image {ref} manifest {resolved.manifest.digest}"
     try:
         with image_store.importing():
             fetch_blob(repo, store, manifest.config, opts, report)
-            layers = progress_mod.unique(manifest.layers)
+            config = store.read_bytes(manifest.config.digest, opts.max_json)
+            diff_ids = oci_layout.checked_diff_ids(manifest, config, what)
+            chain = [
+                (d.digest, diff_id) for d, diff_id in zip(manifest.layers, diff_ids, strict=True)
+            ]
             with concurrent.futures.ThreadPoolExecutor(
                 max_workers=max(1, opts.parallel), thread_name_prefix="pull"
             ) as pool:
-                futures = [pool.submit(fetch_blob, repo, store, d, opts, report) for d in layers]
-                try:
-                    for future in concurrent.futures.as_completed(futures):
-                        future.result()
+                futures = {
+                    d.digest: pool.submit(fetch_blob, repo, store, d, opts, report)
+                    for d in progress_mod.unique(manifest.layers)
+                }
+                try:  # unpack each layer once it and those below it are here
+                    for index, (blob, _) in enumerate(chain):
+                        futures[blob].result()
+                        image_store.unpack_layers(chain[: index + 1], unpacking)
                 except BaseException:
-                    for future in futures:
+                    for future in futures.values():
                         future.cancel()
                     raise
             store.write_bytes(resolved.manifest.data, resolved.manifest.digest)
-            sizes = {d.digest: d.size for d in manifest.layers}
-
-            def unpacking(blob: str) -> None:
-                report.emit(client.ProgressEvent("unpacking", blob, 0, sizes.get(blob)))
-
-            record = image_store.import_from_content(
-                resolved.manifest.digest, str(ref), on_unpack=unpacking
-            )
+            record = image_store.import_from_content(resolved.manifest.digest, str(ref))
     except BaseException as exc:
         try:
             image_store.collect()
