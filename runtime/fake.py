@@ -165,7 +165,9 @@ class FakeRuntime:
     ) -> str:
         image = self.get_image(ref)
         target = destination or ref
-        if target.startswith("sha256:"):
+        if target.startswith("sha256:") or (
+            destination is None and _image_key(ref) not in image.references
+        ):
             raise errors.InvalidSpec(f"cannot push {ref}: name the destination")
         dest = _image_key(target)
         domain = dest.split("/", 1)[0]

@@ -96,10 +96,11 @@ class LocalRuntime:
         progress: client.ProgressCallback | None = None,
     ) -> str:
         record = self._images.get(ref)
-        target = destination or ref
-        if references.is_digest(target) or target.startswith("sha256:"):
+        target = destination or _name_in(ref, record)
+        if target is None or references.is_digest(target) or target.startswith("sha256:"):
             raise errors.InvalidSpec(
-                f"cannot push {ref}: name the destination (push {ref} REGISTRY/REPO:TAG)"
+                f"cannot push {ref}: it is not one of the image's names; "
+                f"name the destination (push {ref} REGISTRY/REPO:TAG)"
             )
         return self._registries.push(record, target, store=self._content, progress=progress)
 

@@ -255,6 +255,8 @@ def test_push_resolve_and_pull(
     events: list[client.ProgressEvent] = []
     digest = rt.push_image(IMAGE, target, progress=events.append)
     assert digest == image.digest and events[-1].action == "done"
+    with pytest.raises(errors.InvalidSpec):
+        rt.push_image(image.id)  # an id names no repository
     remote = rt.resolve_remote(target)
     assert (remote.image_id, remote.manifest_digest) == (image.id, image.digest)
     rt.remove_image(IMAGE)
