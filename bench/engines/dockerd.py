@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 
-from bench import peers, proc, workspace
+from bench import host, peers, proc, workspace
 
 __all__ = ["Dockerd"]
 
@@ -88,15 +88,30 @@ class Dockerd:
         proc.run(self.cli("volume", "prune", "-f"), env=self.env(), check=False)
 
     def stop(self) -> list[str]:
-        """Remove what is left, stop the daemon by pid; return problems (for the report)."""
+        """Remove what is left, stop the daemon by pid; return problems (for the report).
+
+        dockerd bind-mounts its data root onto itself (shared propagation) and
+        unmounts it when it shuts down; if it exited early or left the mount, the
+        mounts below the data root are detached here and the fact is reported.
+        """
         problems: list[str] = []
         if self._daemon is None:
             return problems
-        if self._daemon.alive():
-            self.remove_all_containers()
-        if not self._daemon.stop(grace=60.0):
-            problems.append("dockerd did not stop within 60s of SIGTERM and was killed")
+        daemon = self._daemon
         self._daemon = None
+        if daemon.alive():
+            self.remove_all_containers()
+        else:
+            problems.append(f"dockerd had exited before the end of the run: {daemon.log_tail()}")
+        if not daemon.stop(grace=60.0):
+            problems.append("dockerd did not stop within 60s of SIGTERM and was killed")
+        data = os.path.join(self.base, "data")
+        for point in sorted(host.mounts_under(data), key=len, reverse=True):
+            proc.run(["umount", "-l", point], check=False)
+            problems.append(
+                f"dockerd left {point} mounted after it stopped (unmounted by the harness); "
+                f"its log ends: {daemon.log_tail(3)}"
+            )
         left = self._ws.remove_cgroups(self.cgroup_parent)
         problems += [f"cgroup {d} still has processes after dockerd stopped" for d in left]
         return problems
