@@ -99,3 +99,17 @@ def test_json_round_trip(tmp_path: Path) -> None:
     again = results.load(path)
     assert again == doc
     assert report.render(again) == report.render(doc)
+
+
+def test_render_names_the_code_measured() -> None:
+    doc = _doc([_start_case()])
+    doc.host["source"] = {
+        "commit": "0123456789abcdef",
+        "tree": "working tree",
+        "uncommitted": ["runtime/local.py"],
+    }
+    text = report.render(doc)
+    assert (
+        "Code measured: commit `0123456789ab` (working tree) with uncommitted changes in 1 files: "
+        "`runtime/local.py`." in text
+    )
