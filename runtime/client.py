@@ -26,6 +26,7 @@ __all__ = [
     "ContainerInfo",
     "ContainerStatus",
     "ContainerUpdate",
+    "EndpointInfo",
     "HealthcheckConfig",
     "ImageConfig",
     "ImageInfo",
@@ -34,6 +35,7 @@ __all__ = [
     "NetworkAttachmentConfig",
     "NetworkConfig",
     "NetworkInfo",
+    "PortBinding",
     "PortConfig",
     "ProgressCallback",
     "ProgressEvent",
@@ -178,6 +180,35 @@ class NetworkInfo:
     labels: tuple[tuple[str, str], ...]
     annotations: tuple[tuple[str, str], ...]
     created_at: float
+    # the containers attached now (started ones: an attachment lives from start to exit)
+    endpoints: tuple[EndpointInfo, ...] = ()
+    # what is missing on the host (a bridge, a veth, an address, a firewall rule):
+    # drift, repaired by ``update_network``
+    problems: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class EndpointInfo:
+    """A container's interface on a network."""
+
+    container: str  # the container's name
+    container_id: str
+    interface: str  # eth0, eth1… inside the container
+    ipv4_address: str | None
+    prefixlen: int
+    aliases: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class PortBinding:
+    """A published port as bound on the host (``host_port`` chosen when none was asked)."""
+
+    container: str  # the container's name
+    container_id: str
+    container_port: int
+    protocol: Literal["tcp", "udp"]
+    host_ip: str  # "0.0.0.0": every address of the host
+    host_port: int
 
 
 # ---------------------------------------------------------------------------
@@ -357,6 +388,24 @@ class RuntimeClient(Protocol):
         annotations: tuple[tuple[str, str], ...],
     ) -> NetworkInfo: ...
     def remove_network(self, name: str) -> None: ...
+    def connect_network(
+        self,
+        network: str,
+        container: str,
+        *,
+        aliases: tuple[str, ...] = (),
+        ipv4_address: str | None = None,
+    ) -> None:
+        """Add ``network`` to a container's networks (a running one gets the interface now)."""
+        ...
+
+    def disconnect_network(self, network: str, container: str) -> None:
+        """Remove ``network`` from a container's networks (and its interface, if running)."""
+        ...
+
+    def list_published_ports(self) -> list[PortBinding]:
+        """The ports published now, with the host ports chosen for them."""
+        ...
 
     # containers
     def list_containers(self) -> list[ContainerInfo]: ...

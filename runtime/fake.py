@@ -48,6 +48,7 @@ class FakeRuntime:
         self.logs: dict[str, list[client.LogEntry]] = {}
         self.calls: list[str] = []  # for tests that count work, not for asserting behaviour
         self._pids = itertools.count(1000)
+        self._ephemeral: dict[tuple[str, int], int] = {}  # (container id, port index) → port
 
     # -- images ------------------------------------------------------------
 
@@ -366,6 +367,83 @@ class FakeRuntime:
         if users:
             raise errors.FailedPrecondition(f"network {name!r} is in use by {', '.join(users)}")
         del self.networks[name]
+
+    _HOSTED = ("bridge", "macvlan", "overlay")
+
+    def connect_network(
+        self,
+        network: str,
+        container: str,
+        *,
+        aliases: tuple[str, ...] = (),
+        ipv4_address: str | None = None,
+    ) -> None:
+        self.calls.append(f"connect_network {network} {container}")
+        info = self.get_container(container)
+        if network in ("host", "none") or any(
+            a.network in ("host", "none") for a in info.config.networks
+        ):
+            raise errors.FailedPrecondition(
+                f"container {info.name}: host and none networking cannot be combined "
+                "with other networks"
+            )
+        net = self._network(network)
+        if any(a.network == network for a in info.config.networks):
+            raise errors.AlreadyExists(f"container {info.name} is already on network {network}")
+        hosted = any(
+            self.networks[a.network].driver in self._HOSTED
+            for a in info.config.networks
+            if a.network in self.networks
+        )
+        if info.status == "running" and not hosted and net.driver in self._HOSTED:
+            raise errors.FailedPrecondition(
+                f"container {info.name} runs without a network namespace of pyreconcile's"
+            )
+        attachment = client.NetworkAttachmentConfig(network, aliases, ipv4_address)
+        config = dataclasses.replace(info.config, networks=(*info.config.networks, attachment))
+        self.containers[info.name] = dataclasses.replace(info, config=config)
+
+    def disconnect_network(self, network: str, container: str) -> None:
+        self.calls.append(f"disconnect_network {network} {container}")
+        info = self.get_container(container)
+        if not any(a.network == network for a in info.config.networks):
+            raise errors.NotFound(f"container {info.name} is not on network {network}")
+        networks = tuple(a for a in info.config.networks if a.network != network)
+        config = dataclasses.replace(info.config, networks=networks)
+        self.containers[info.name] = dataclasses.replace(info, config=config)
+
+    def list_published_ports(self) -> list[client.PortBinding]:
+        """Running containers on a bridge network publish; ephemeral ports count up
+        from 49153 in start order (the fake's stand-in for the kernel's choice)."""
+        found = []
+        for info in self.containers.values():
+            bridged = any(
+                a.network in self.networks
+                and self.networks[a.network].driver == "bridge"
+                and not self.networks[a.network].internal
+                for a in info.config.networks
+            )
+            if info.status != "running" or not bridged:
+                continue
+            for i, p in enumerate(info.config.ports):
+                found.append(
+                    client.PortBinding(
+                        container=info.name,
+                        container_id=info.id,
+                        container_port=p.container_port,
+                        protocol=p.protocol,
+                        host_ip=p.host_ip or "0.0.0.0",
+                        host_port=p.host_port
+                        or self._ephemeral.get((info.id, i))
+                        or self._next_ephemeral(info.id, i),
+                    )
+                )
+        return sorted(found, key=lambda b: (b.container, b.host_port, b.protocol))
+
+    def _next_ephemeral(self, container_id: str, index: int) -> int:
+        port = 49153 + len(self._ephemeral)
+        self._ephemeral[(container_id, index)] = port
+        return port
 
     # -- containers --------------------------------------------------------
 

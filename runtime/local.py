@@ -13,7 +13,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from runtime import client, errors
-from runtime.engine import containers, content, images, layout, metadata, objects, snapshots
+from runtime.engine import (
+    containers,
+    content,
+    images,
+    layout,
+    metadata,
+    networks,
+    objects,
+    snapshots,
+)
 from schemas import reference as references
 
 if TYPE_CHECKING:  # imported when first used: requests costs every CLI start ~60 ms
@@ -41,7 +50,7 @@ class LocalRuntime:
         self._registry_options = registry_options
         self._registries_: registry.Registries | None = None
         self._volumes = objects.Volumes(paths, self._store)
-        self._networks = objects.Networks(self._store)
+        self._networks = networks.Networks(paths, self._store)
         self._containers = containers.Containers(
             paths, self._store, self._images, self._snapshots, self._volumes, self._networks
         )
@@ -198,6 +207,30 @@ class LocalRuntime:
 
     def remove_network(self, name: str) -> None:
         self._networks.remove(name)
+
+    def connect_network(
+        self,
+        network: str,
+        container: str,
+        *,
+        aliases: tuple[str, ...] = (),
+        ipv4_address: str | None = None,
+    ) -> None:
+        info = self._containers.get(container)
+        self._networks.connect(
+            self._store.get_container(info.id),
+            network,
+            aliases,
+            ipv4_address,
+            running=info.status in ("running", "restarting", "paused"),
+        )
+
+    def disconnect_network(self, network: str, container: str) -> None:
+        info = self._containers.get(container)
+        self._networks.disconnect(self._store.get_container(info.id), network)
+
+    def list_published_ports(self) -> list[client.PortBinding]:
+        return self._networks.published_ports()
 
     # containers
     def list_containers(self) -> list[client.ContainerInfo]:
