@@ -66,7 +66,9 @@ def observe(
         if found is None:
             foreign.add(("Network", net.name))
         else:
-            networks[found.name] = found
+            # drift of the host side (a bridge, veth, address or rule gone): the planner
+            # asks for an update, which the engine carries out as a repair
+            networks[found.name] = dataclasses.replace(found, problems=tuple(net.problems))
     volumes: dict[str, model.ObservedObject] = {}
     for vol in runtime.list_volumes():
         found = _object("Volume", stack, vol.name, dict(vol.labels), dict(vol.annotations))

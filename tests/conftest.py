@@ -94,7 +94,23 @@ class Roots:
             f"process {pid}: {cmd}" for pid, cmd in leaks.processes_mentioning(str(self.base))
         ]
         found += [f"cgroup {d}" for d in leaks.cgroup_children(self.cgroup_parent)]
+        found += [f"link {name}" for name in leaks.links_with_alias(self.link_alias_prefix)]
+        if leaks.nft_table_exists("inet", self.nft_table):
+            found.append(f"nftables table inet {self.nft_table}")
         return found
+
+    @property
+    def nft_table(self) -> str:
+        """The engine's nftables table (runtime.net.names: from the cgroup parent)."""
+        from runtime.net import names
+
+        return names.engine_tag(self.cgroup_parent)
+
+    @property
+    def link_alias_prefix(self) -> str:
+        from runtime.net import names
+
+        return f"{names.ALIAS_PREFIX}{self.nft_table}:"
 
 
 @pytest.fixture
@@ -116,7 +132,12 @@ def roots(tmp_path: Path) -> Iterator[Roots]:
 
 
 def _force_cleanup(r: Roots) -> None:
-    """Best effort, by pid and path only: never by process name."""
+    """Best effort, by pid, path and this engine's names only: never by process name."""
+    for name in leaks.links_with_alias(r.link_alias_prefix):
+        subprocess.run(["ip", "link", "del", name], check=False, capture_output=True)
+    subprocess.run(
+        ["nft", "delete", "table", "inet", r.nft_table], check=False, capture_output=True
+    )
     for pid, _ in leaks.processes_mentioning(str(r.base)):
         try:
             os.kill(pid, 9)

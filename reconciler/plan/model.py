@@ -93,6 +93,8 @@ class ObservedObject:
     runtime_name: str
     spec_hash: str | None
     applied: Mapping[str, Any] | None  # the canonical applied spec, if recorded
+    # networks: what is missing on the host (drift the runtime can repair in an update)
+    problems: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

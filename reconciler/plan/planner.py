@@ -240,13 +240,16 @@ def _plan_object(
     label_changes = canonical.differences(
         {"labels": applied.get("labels", {})}, {"labels": record.get("labels", {})}
     )
-    if label_changes:
+    # a network whose bridge, veth, address or firewall rules went missing on the host:
+    # the runtime's update of a network repairs its host side
+    drift = [model.Reason("host", problem) for problem in seen.problems]
+    if label_changes or drift:
         return model.Action(
             "update",
             kind,
             want.name,
-            "spec",
-            tuple(label_changes),
+            "spec" if label_changes else "runtime",
+            (*label_changes, *drift),
             desired=want,
             spec_hash=essence_hash,
             applied=record,

@@ -1,10 +1,11 @@
 """What a test may leave behind, read from the host: mounts, processes and
-cgroups that mention a path or a name. Tests call these at teardown and fail
-if anything is left."""
+cgroups that mention a path or a name, network links and nftables tables of
+an engine. Tests call these at teardown and fail if anything is left."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 
 
 def mounts_under(prefix: str) -> list[str]:
@@ -59,3 +60,26 @@ def cgroup_dirs(name: str) -> list[str]:
         if os.path.isdir(path) and os.path.exists(os.path.join(root, "cgroup.procs")):
             found.append(path)
     return found
+
+
+def links_with_alias(prefix: str) -> list[str]:
+    """Network links of this namespace whose alias starts with ``prefix`` (the
+    network layer marks its links ``pyreconcile:<engine tag>:…``)."""
+    found = []
+    base = "/sys/class/net"
+    for name in sorted(os.listdir(base)):
+        try:
+            with open(os.path.join(base, name, "ifalias")) as f:
+                alias = f.read().strip()
+        except OSError:
+            continue
+        if alias.startswith(prefix):
+            found.append(name)
+    return found
+
+
+def nft_table_exists(family: str, table: str) -> bool:
+    proc = subprocess.run(
+        ["nft", "list", "table", family, table], capture_output=True, text=True, check=False
+    )
+    return proc.returncode == 0

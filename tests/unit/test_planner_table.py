@@ -1,14 +1,15 @@
 """The planner, one YAML case per behaviour (tests/plan_cases/*.yaml).
 
 A case gives what was applied before (``applied``, with the image ids of that
-time), the image store now (``images``), runtime status overrides, the desired
-manifests, and the expected actions in order as
+time), the image store now (``images``), runtime status overrides, networks'
+drift on the host (``networkProblems``), the desired manifests, and the expected actions in order as
 ``"<op> <resource> <category>[: reason; reason…]"`` (reasons match as
 substrings), plus expected notes as substrings.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,13 @@ def test_plan_case(path: Path) -> None:
             _store(images_now),
             foreign_names=frozenset(tuple(x) for x in case.get("foreign", [])),
         )
+    problems = case.get("networkProblems", {})  # network drift on the host
+    if problems:
+        networks = {
+            name: dataclasses.replace(seen, problems=tuple(problems.get(name, ())))
+            for name, seen in observed.networks.items()
+        }
+        observed = dataclasses.replace(observed, networks=networks)
     for ref, digest in case.get("imageSources", {}).items():
         key = normalize_reference(ref)
         old = observed.images[key]
