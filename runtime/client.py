@@ -27,7 +27,10 @@ __all__ = [
     "ContainerStatus",
     "ContainerUpdate",
     "EndpointInfo",
+    "ExecConfig",
+    "ExecSession",
     "HealthcheckConfig",
+    "LastExit",
     "ImageConfig",
     "ImageInfo",
     "LogEntry",
@@ -300,6 +303,17 @@ class ContainerUpdate:
 
 
 @dataclasses.dataclass(frozen=True)
+class LastExit:
+    """How the latest finished run of a container ended."""
+
+    code: int  # the exit status, or 128+signal
+    finished_at: float | None
+    oom_killed: bool = False  # the kernel's OOM killer struck during that run
+    lost: bool = False  # its shim died without recording it: 137 is a stand-in
+    error: str | None = None  # why it was lost, or why a restart failed
+
+
+@dataclasses.dataclass(frozen=True)
 class ContainerInfo:
     """A container as observed now (re-read on every call, never cached)."""
 
@@ -316,6 +330,7 @@ class ContainerInfo:
     finished_at: float | None
     restart_count: int
     operator_stopped: bool  # stopped by `pyreconcile stop`: self-heal leaves it alone
+    last_exit: LastExit | None = None  # the latest run that ended (kept while it runs again)
 
     @property
     def labels(self) -> dict[str, str]:
@@ -331,6 +346,32 @@ class LogEntry:
     time: str  # RFC 3339 with nanoseconds, UTC
     stream: Literal["stdout", "stderr"]
     log: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecConfig:
+    """A process to run in a running container (``exec``). ``None``: the container's."""
+
+    args: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()  # merged over the container's
+    working_dir: str | None = None
+    user: str | None = None  # name|uid[:group|gid], looked up in the container's files
+    tty: bool = False
+
+
+class ExecSession(Protocol):
+    """A running ``exec``: wait for its exit code; with a TTY, talk through ``pty``."""
+
+    exec_id: str
+    pid: int  # host pid
+    pty: int | None  # the pty master (tty only): read output from it, write input to it
+
+    def wait(self, timeout: float | None = None) -> int:
+        """The exit code (128+signal when killed); Unavailable if ``timeout`` passes."""
+        ...
+
+    def resize(self, rows: int, cols: int) -> None: ...
+    def close(self) -> None: ...
 
 
 class RuntimeClient(Protocol):
@@ -419,8 +460,18 @@ class RuntimeClient(Protocol):
     def update_container(self, name: str, update: ContainerUpdate) -> ContainerInfo: ...
     def remove_container(self, name: str, *, force: bool = False) -> None: ...
     def container_logs(
-        self, name: str, *, tail: int | None = None, follow: bool = False
+        self,
+        name: str,
+        *,
+        tail: int | None = None,
+        follow: bool = False,
+        since: float | str | None = None,
     ) -> Iterator[LogEntry]: ...
+    def kill_container(self, name: str, signal: str = "SIGKILL") -> ContainerInfo: ...
+    def restart_container(self, name: str, timeout: float | None = None) -> ContainerInfo: ...
+    def exec_container(
+        self, name: str, config: ExecConfig, *, stdio: tuple[int, int, int] | None = None
+    ) -> ExecSession: ...
 
     def close(self) -> None: ...
 

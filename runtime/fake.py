@@ -13,9 +13,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Literal
 
 from runtime import client, errors
+from runtime.shim import logs as shim_logs
+from runtime.shim import protocol as shim_protocol
 from schemas import reference as references
 
 
@@ -47,6 +51,8 @@ class FakeRuntime:
         self.containers: dict[str, client.ContainerInfo] = {}
         self.logs: dict[str, list[client.LogEntry]] = {}
         self.calls: list[str] = []  # for tests that count work, not for asserting behaviour
+        #: what ``exec_container`` "runs": args -> (exit code, stdout text)
+        self.exec_results: dict[tuple[str, ...], tuple[int, str]] = {}
         self._pids = itertools.count(1000)
         self._ephemeral: dict[tuple[str, int], int] = {}  # (container id, port index) → port
 
@@ -514,9 +520,11 @@ class FakeRuntime:
         self.calls.append(f"stop_container {name}")
         info = self.get_container(name)
         if info.status == "running":
+            last = client.LastExit(code=143, finished_at=self.clock())
             info = dataclasses.replace(
-                info, status="exited", pid=None, exit_code=143, finished_at=self.clock()
-            )
+                info, status="exited", pid=None, exit_code=143, finished_at=last.finished_at,
+                last_exit=last,
+            )  # fmt: skip
         if operator:
             info = dataclasses.replace(info, operator_stopped=True)
         self.containers[info.name] = info
@@ -532,9 +540,11 @@ class FakeRuntime:
     def crash(self, name: str, exit_code: int = 1) -> None:
         """Make a running container exit on its own (a test's failure injection)."""
         info = self.get_container(name)
+        last = client.LastExit(code=exit_code, finished_at=self.clock())
         self.containers[info.name] = dataclasses.replace(
-            info, status="exited", pid=None, exit_code=exit_code, finished_at=self.clock()
-        )
+            info, status="exited", pid=None, exit_code=exit_code, finished_at=last.finished_at,
+            last_exit=last,
+        )  # fmt: skip
 
     def update_container(self, name: str, update: client.ContainerUpdate) -> client.ContainerInfo:
         self.calls.append(f"update_container {name}")
@@ -563,13 +573,102 @@ class FakeRuntime:
         self.logs.pop(info.name, None)
 
     def container_logs(
-        self, name: str, *, tail: int | None = None, follow: bool = False
+        self,
+        name: str,
+        *,
+        tail: int | None = None,
+        follow: bool = False,
+        since: float | str | None = None,
     ) -> Iterator[client.LogEntry]:
         info = self.get_container(name)
         entries = self.logs.get(info.name, [])
+        if since is not None:
+            try:
+                since_ns = (
+                    shim_logs.parse_time(since)
+                    if isinstance(since, str)
+                    else int(since * 1_000_000_000)
+                )
+            except ValueError as exc:
+                raise errors.InvalidSpec(str(exc)) from None
+            entries = [e for e in entries if shim_logs.parse_time(e.time) >= since_ns]
         if tail is not None:
             entries = entries[-tail:] if tail else []
         return iter(list(entries))
+
+    def emit(self, name: str, text: str, stream: str = "stdout") -> None:
+        """Make a container print ``text`` (a test's stand-in for its output)."""
+        info = self.get_container(name)
+        now = shim_logs.format_time(int(self.clock() * 1_000_000_000))
+        kind: Literal["stdout", "stderr"] = "stderr" if stream == "stderr" else "stdout"
+        self.logs.setdefault(info.name, []).append(client.LogEntry(now, kind, text))
+
+    def kill_container(self, name: str, signal: str = "SIGKILL") -> client.ContainerInfo:
+        """The signal ends the fake's process; its restart policy decides what follows."""
+        self.calls.append(f"kill_container {name} {signal}")
+        info = self.get_container(name)
+        if info.status != "running":
+            raise errors.FailedPrecondition(f"container {name!r} is not running")
+        try:
+            number = shim_protocol.parse_signal(signal)
+        except ValueError as exc:
+            raise errors.InvalidSpec(str(exc)) from None
+        code = 128 + number
+        policy = info.config.restart_policy.partition(":")[0]
+        last = client.LastExit(code=code, finished_at=self.clock())
+        if policy in ("always", "unless-stopped", "on-failure"):
+            info = dataclasses.replace(
+                info, pid=next(self._pids), started_at=self.clock(),
+                restart_count=info.restart_count + 1, last_exit=last,
+            )  # fmt: skip
+        else:
+            info = dataclasses.replace(
+                info, status="exited", pid=None, exit_code=code, finished_at=last.finished_at,
+                last_exit=last,
+            )  # fmt: skip
+        self.containers[info.name] = info
+        return info
+
+    def restart_container(self, name: str, timeout: float | None = None) -> client.ContainerInfo:
+        self.calls.append(f"restart_container {name}")
+        self.stop_container(name, timeout)
+        return self.start_container(name)
+
+    def exec_container(
+        self, name: str, config: client.ExecConfig, *, stdio: tuple[int, int, int] | None = None
+    ) -> client.ExecSession:
+        """Runs nothing: writes ``exec_results[args]`` (exit code, output) to stdout."""
+        self.calls.append(f"exec_container {name} {' '.join(config.args)}")
+        info = self.get_container(name)
+        if info.status != "running":
+            raise errors.FailedPrecondition(
+                f"container {name!r} is not running: start it before exec"
+            )
+        if not config.args:
+            raise errors.InvalidSpec(f"exec in container {name!r}: give a command to run")
+        code, output = self.exec_results.get(tuple(config.args), (0, ""))
+        if output and stdio is not None and not config.tty:
+            os.write(stdio[1], output.encode())
+        return FakeExecSession(next(self._pids), code)
+
+    def close(self) -> None:
+        pass
+
+
+class FakeExecSession:
+    """An exec that has already finished (the fake runs nothing)."""
+
+    def __init__(self, pid: int, exit_code: int) -> None:
+        self.exec_id = f"fake-{pid}"
+        self.pid = pid
+        self.pty: int | None = None
+        self._code = exit_code
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self._code
+
+    def resize(self, rows: int, cols: int) -> None:
+        pass
 
     def close(self) -> None:
         pass

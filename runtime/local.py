@@ -21,6 +21,7 @@ from runtime.engine import (
     metadata,
     networks,
     objects,
+    restore,
     snapshots,
 )
 from schemas import reference as references
@@ -53,6 +54,10 @@ class LocalRuntime:
         self._networks = networks.Networks(paths, self._store)
         self._containers = containers.Containers(
             paths, self._store, self._images, self._snapshots, self._volumes, self._networks
+        )
+        # every engine start settles what happened while no engine ran (DESIGN.md §5)
+        self.restore_report = restore.restore_all(
+            paths, self._store, self._snapshots, self._containers
         )
 
     # images
@@ -260,9 +265,25 @@ class LocalRuntime:
         self._containers.remove(name, force=force)
 
     def container_logs(
-        self, name: str, *, tail: int | None = None, follow: bool = False
+        self,
+        name: str,
+        *,
+        tail: int | None = None,
+        follow: bool = False,
+        since: float | str | None = None,
     ) -> Iterator[client.LogEntry]:
-        return self._containers.logs(name, tail=tail, follow=follow)
+        return self._containers.logs(name, tail=tail, follow=follow, since=since)
+
+    def kill_container(self, name: str, signal: str = "SIGKILL") -> client.ContainerInfo:
+        return self._containers.kill(name, signal)
+
+    def restart_container(self, name: str, timeout: float | None = None) -> client.ContainerInfo:
+        return self._containers.restart(name, timeout)
+
+    def exec_container(
+        self, name: str, config: client.ExecConfig, *, stdio: tuple[int, int, int] | None = None
+    ) -> client.ExecSession:
+        return self._containers.exec(name, config, stdio)
 
     def close(self) -> None:
         if self._registries_ is not None:

@@ -12,7 +12,8 @@ if [ "$(id -u)" != "0" ]; then
     exit 1
 fi
 
-PACKAGES="python3 python3-venv python3-dev gcc libc6-dev busybox-static iproute2 nftables ca-certificates curl"
+# tini: its static build is the init of containers with `init: true` (bound in read-only)
+PACKAGES="python3 python3-venv python3-dev gcc libc6-dev busybox-static iproute2 nftables ca-certificates curl tini"
 if [ "${1:-}" = "--test" ]; then
     # peers and tools the tests drive: runc/crun (the shim's external runtimes),
     # skopeo (OCI layouts, docker archives, registry interop), docker-registry (a

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import click
 
+from reconciler.cli import container_cmds, image_cmds, network_cmds, volume_cmds
 from reconciler.cli import context as ctx_mod
-from reconciler.cli import image_cmds, inspect_cmds, network_cmds, volume_cmds
 from runtime import errors
 
 if TYPE_CHECKING:
@@ -334,7 +334,7 @@ class _runtime_errors:
         return False
 
 
-for commands in (inspect_cmds, image_cmds, volume_cmds, network_cmds):
+for commands in (container_cmds, image_cmds, volume_cmds, network_cmds):
     commands.register(cli, _runtime_errors, fail)
 
 

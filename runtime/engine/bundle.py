@@ -9,7 +9,15 @@ Docker's semantics, so that a Docker user gets what they expect:
 - user: ``name``, ``uid``, ``name:group`` or ``uid:gid`` resolved in the
   container's own /etc/passwd and /etc/group (read without following a
   symlink out of the rootfs); supplementary groups from /etc/group.
-- capabilities, masked and read-only paths: Docker's defaults.
+- capabilities, masked and read-only paths, and seccomp: Docker's defaults
+  (the default seccomp profile is the builtin runtime's data,
+  :func:`runtime.oci.seccomp.default_profile`, resolved for the capabilities
+  and this host's architecture and kernel, as dockerd resolves its own).
+- stop signal: the spec's, else the image's ``StopSignal``, else SIGTERM.
+- ``init: true``: Debian's static ``tini`` (:data:`INIT_BINARY`) is bound
+  read-only at :data:`INIT_PATH` and put in front of the args
+  (``/sbin/docker-init -- args…``), as Docker does with ``docker-init``: PID 1
+  then reaps orphaned zombies and forwards signals to the command.
 - /etc/hostname, /etc/hosts and /etc/resolv.conf are files the engine writes
   in the container's directory and binds in, as Docker does.
 """
@@ -25,6 +33,9 @@ from typing import Any
 from runtime import client, errors
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+DEFAULT_STOP_SIGNAL = "SIGTERM"
+INIT_BINARY = "/usr/bin/tini-static"
+INIT_PATH = "/sbin/docker-init"
 
 DEFAULT_CAPABILITIES = (
     "CAP_CHOWN",
@@ -111,6 +122,21 @@ def build_args(config: client.ContainerConfig, image: client.ImageConfig) -> lis
             "the image has no Entrypoint or Cmd, so set command (or entrypoint)"
         )
     return args
+
+
+def stop_signal(config: client.ContainerConfig, image: client.ImageConfig) -> str:
+    """The signal that asks the container to stop: the spec's, the image's, or SIGTERM."""
+    return config.stop_signal or image.stop_signal or DEFAULT_STOP_SIGNAL
+
+
+def init_args(args: list[str], init_binary: str = INIT_BINARY) -> list[str]:
+    """``args`` behind the init (``init: true``); FailedPrecondition without tini."""
+    if not os.access(init_binary, os.X_OK):
+        raise errors.FailedPrecondition(
+            f"init: true needs {init_binary} on the host: install Debian's tini package "
+            "(apt-get install tini), or set init: false"
+        )
+    return [INIT_PATH, "--", *args]
 
 
 def build_env(
@@ -261,10 +287,13 @@ def build_config(inputs: BundleInputs) -> dict[str, Any]:
         if user_spec
         else ResolvedUser(0, 0, (), _home_of(inputs.rootfs, 0))
     )
+    args = build_args(config, image)
+    if config.init:
+        args = init_args(args)
     process = {
         "terminal": False,
         "user": {"uid": user.uid, "gid": user.gid, "additionalGids": list(user.additional_gids)},
-        "args": build_args(config, image),
+        "args": args,
         "env": build_env(config, image, hostname, user.home),
         "cwd": config.working_dir or image.working_dir or "/",
         "capabilities": {
@@ -283,6 +312,8 @@ def build_config(inputs: BundleInputs) -> dict[str, Any]:
     for dest, source in sorted(inputs.etc_files.items()):
         mounts.append(_mount(dest, "bind", source, ["rbind", "rprivate", "rw"]))
     mounts.extend(user_mounts(inputs))
+    if config.init:
+        mounts.append(_mount(INIT_PATH, "bind", INIT_BINARY, ["rbind", "rprivate", "ro"]))
     resources: dict[str, Any] = {"devices": [dict(r) for r in DEFAULT_DEVICE_RULES]}
     if config.resources.memory is not None:
         resources["memory"] = {"limit": config.resources.memory}
@@ -304,8 +335,16 @@ def build_config(inputs: BundleInputs) -> dict[str, Any]:
             "maskedPaths": list(MASKED_PATHS),
             "readonlyPaths": list(READONLY_PATHS),
             "rootfsPropagation": "rprivate",
+            "seccomp": seccomp_profile(DEFAULT_CAPABILITIES),
         },
     }
+
+
+def seccomp_profile(capabilities: tuple[str, ...]) -> dict[str, Any]:
+    """Docker's default seccomp profile for a process with ``capabilities``."""
+    from runtime.oci import seccomp  # data and a pure resolver: no libseccomp call
+
+    return dict(seccomp.default_profile(list(capabilities)))
 
 
 def nofile_limit() -> dict[str, Any]:

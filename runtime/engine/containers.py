@@ -1,16 +1,25 @@
-"""Container lifecycle: create, start, stop, remove, observe — through shims.
+"""Container lifecycle: create, start, stop, kill, restart, remove, exec, logs — through shims.
 
 A container is a metadata row, an active snapshot on its image's layers, a
 persistent directory (``<root>/containers/<id>``: logs, /etc files) and, while
 it has been started, a bundle in the run root that its shim owns. Its state is
 never remembered here: every ``info`` asks the shim, or reads the exit record
-it left (``runtime.shim.restore.probe``), so a container started by an earlier
-process, or while pyreconcile was down, is seen as it is.
+it left (:mod:`runtime.engine.tasks`, which also writes the last run into the
+row), so a container started by an earlier process, or while pyreconcile was
+down, is seen as it is.
 
-When a container has stopped for good its "task" is cleaned up as soon as it
-is observed (the runtime's ``delete``: cgroups and runtime state; the rootfs
-unmounted), as dockerd does on an exit event. The bundle's ``exit`` record
-stays until the next start or the removal, so the exit code stays visible.
+Order of creation and removal, so that the restore scan
+(:mod:`runtime.engine.restore`) may delete what has no row: the row comes
+first and goes last (create: row, snapshot, directory; remove: bundle,
+snapshot, directory, row).
+
+Start, stop, restart and remove hold the container's lock (a flock shared by
+every pyreconcile process), so two processes never mount a rootfs or spawn a
+shim for the same container at once.
+
+``kill`` only sends a signal: what follows is the restart policy's call (a
+killed ``always`` container is restarted by its shim). ``stop`` is for good.
+``restart`` is ``stop`` then ``start``.
 """
 
 from __future__ import annotations
@@ -22,11 +31,11 @@ import secrets
 import shutil
 import time
 from collections.abc import Iterator
-from typing import Literal
 
 from runtime import client, errors
 from runtime.engine import (
     bundle,
+    container_io,
     etcfiles,
     images,
     layout,
@@ -35,11 +44,12 @@ from runtime.engine import (
     objects,
     records,
     snapshots,
+    tasks,
 )
 from runtime.shim import client as shim_client
-from runtime.shim import launch, logs, restore, runtimes, statedir
+from runtime.shim import launch, restore, statedir
 
-LOG_FILE = "container-json.log"
+LOG_FILE = container_io.LOG_FILE
 DEFAULT_STOP_TIMEOUT = 10.0
 
 
@@ -59,6 +69,10 @@ class Containers:
         self._snapshots = snapshotter
         self._volumes = volumes
         self._networks = networks
+        self.locks = tasks.ContainerLocks(paths.locks_dir)
+        self.tasks = tasks.Tasks(paths, store, self.locks)
+        # network hook (issue 6): a container's networks go with its task
+        self.tasks.after_clean_up = networks.detach
 
     # -- lookup and observation ------------------------------------------------
 
@@ -85,67 +99,7 @@ class Containers:
         return self._layout.bundle_dir(row.id)
 
     def _info(self, row: metadata.ContainerRow) -> client.ContainerInfo:
-        config = records.config_from_json(row.config_json)
-        base = client.ContainerInfo(
-            id=row.id,
-            name=row.name,
-            config=config,
-            image_id=row.image_id,
-            image_digest=row.image_digest,
-            status="created",
-            pid=None,
-            exit_code=None,
-            created_at=row.created_at,
-            started_at=None,
-            finished_at=None,
-            restart_count=row.restart_count,
-            operator_stopped=row.operator_stopped,
-        )
-        shim_dir = self._bundle(row)
-        if not os.path.exists(statedir.path(shim_dir, statedir.OPTIONS)):
-            return base  # never started (or removed half-way): created
-        status = self._probe(shim_dir)
-        if status is None:  # alive but busy: say running, act on it later
-            return dataclasses.replace(base, status="running")
-        rec = status.record
-        if status.kind == "running":
-            shim_state = str(rec.get("status"))
-            state: client.ContainerStatus = (
-                "running"
-                if shim_state in ("running", "created")
-                else "restarting"
-                if shim_state == "restarting"
-                else "exited"
-            )
-            return dataclasses.replace(
-                base,
-                status=state,
-                pid=_int(rec.get("pid")) if state == "running" else None,
-                exit_code=None if state == "running" else _int(rec.get("exit_code")),
-                started_at=_float(rec.get("started_at")),
-                finished_at=None if state == "running" else _float(rec.get("finished_at")),
-                restart_count=_int(rec.get("restart_count")) or 0,
-            )
-        self._clean_up_task(row)
-        return dataclasses.replace(
-            base,
-            status="dead" if status.kind == "lost" or rec.get("lost") else "exited",
-            exit_code=_int(rec.get("exit_code")),
-            started_at=_float(rec.get("started_at")),
-            finished_at=_float(rec.get("finished_at")),
-            restart_count=_int(rec.get("restart_count")) or 0,
-        )
-
-    @staticmethod
-    def _probe(shim_dir: str) -> restore.ShimStatus | None:
-        for _ in range(3):
-            try:
-                return restore.probe(shim_dir)
-            except errors.Unavailable:
-                time.sleep(0.05)
-            except errors.NotFound:
-                return None
-        return None
+        return self.tasks.observe(row)
 
     # -- create --------------------------------------------------------------
 
@@ -169,7 +123,6 @@ class Containers:
             raise errors.NotFound(f"OCI runtime {config.oci_runtime} is not an executable")
         container_id = secrets.token_hex(32)
         key = f"container-{container_id}"
-        self._snapshots.prepare(key, self._images.top_snapshot(image))
         row = metadata.ContainerRow(
             id=container_id,
             name=config.name,
@@ -183,8 +136,15 @@ class Containers:
         try:
             self._store.insert_container(row)
         except errors.AlreadyExists:
-            self._snapshots.remove(key)
             raise errors.AlreadyExists(f"container {config.name!r} already exists") from None
+        try:  # after the row: a snapshot without one is garbage (the restore scan)
+            self._snapshots.prepare(key, self._images.top_snapshot(image))
+        except BaseException as exc:
+            try:
+                self._store.delete_container(container_id)
+            except errors.RuntimeError_ as cleanup:
+                exc.add_note(f"removing its record failed too: {cleanup}")
+            raise
         with errors.map_os_errors(f"create {self._layout.container_dir(container_id)}"):
             os.makedirs(self._layout.container_dir(container_id), mode=0o710, exist_ok=True)
         return self._info(row)
@@ -193,13 +153,18 @@ class Containers:
 
     def start(self, name: str) -> client.ContainerInfo:
         row = self._row(name)
+        with self.locks.hold(row.id):
+            return self._start_locked(self._store.get_container(row.id))
+
+    def _start_locked(self, row: metadata.ContainerRow) -> client.ContainerInfo:
         info = self._info(row)
+        row = self._store.get_container(row.id)  # as observation left it
         if info.status in ("running", "restarting"):
             if row.operator_stopped:
                 self._store.update_container(row.id, operator_stopped=False)
             return self._info(self._store.get_container(row.id))
         config = records.config_from_json(row.config_json)
-        self._clean_up_task(row)
+        self.tasks.clean_up(row)
         shim_dir = self._bundle(row)
         statedir.remove(shim_dir, *statedir.SHIM_FILES)
         rootfs = os.path.join(shim_dir, "rootfs")
@@ -211,6 +176,8 @@ class Containers:
             image = self._images.get(row.image_id)
             image_config = images.image_config(image)
             hostname = config.hostname or row.id[:12]
+            # network hooks (issue 6): the namespace, links and addresses before the start,
+            # detached again by the tasks' clean-up (see __init__)
             attachment = self._networks.attach(row.id, config)
             netns = attachment.namespace
             etc = etcfiles.write_all(
@@ -219,6 +186,8 @@ class Containers:
                 host_network=netns == "host",
                 extra_hosts=attachment.hosts,
             )
+            # a peer may have attached since attach(): rewrite /etc/hosts with the peers now
+            self._networks.refresh_hosts(row.id)
             spec = bundle.build_config(
                 bundle.BundleInputs(
                     container_id=row.id,
@@ -238,21 +207,21 @@ class Containers:
             statedir.write_atomic(
                 os.path.join(shim_dir, "config.json"), json.dumps(spec, indent=1).encode()
             )
-            stop_signal = config.stop_signal or image_config.stop_signal or "SIGTERM"
             launch.spawn_shim(
                 launch.ShimOptions(
                     container_id=row.id,
                     bundle=shim_dir,
                     runtime_root=self._layout.oci_root,
-                    log_path=os.path.join(self._layout.container_dir(row.id), LOG_FILE),
+                    log_path=container_io.log_path(self._layout.container_dir(row.id)),
                     runtime_binary=config.oci_runtime,
                     restart_policy=config.restart_policy,
-                    stop_signal=stop_signal,
+                    stop_signal=bundle.stop_signal(config, image_config),
                     stop_timeout=(
                         config.stop_grace_period
                         if config.stop_grace_period is not None
                         else DEFAULT_STOP_TIMEOUT
                     ),
+                    restart_count=row.restart_count,
                 )
             )
         except BaseException as exc:
@@ -265,7 +234,7 @@ class Containers:
             except errors.RuntimeError_ as cleanup:
                 exc.add_note(f"detaching its networks failed too: {cleanup}")
             raise
-        self._store.update_container(row.id, operator_stopped=False)
+        self.tasks.mark_started(row)
         return self._info(self._store.get_container(row.id))
 
     # -- stop and remove -------------------------------------------------------
@@ -278,7 +247,17 @@ class Containers:
         operator: bool = False,
         sig: str | None = None,
     ) -> client.ContainerInfo:
+        """Stop for good: the stop signal, ``timeout`` seconds, then SIGKILL."""
         row = self._row(name)
+        with self.locks.hold(row.id):
+            self._stop_locked(row, timeout, sig)
+            if operator:
+                self._store.update_container(row.id, operator_stopped=True)
+            return self._info(self._store.get_container(row.id))
+
+    def _stop_locked(
+        self, row: metadata.ContainerRow, timeout: float | None, sig: str | None
+    ) -> None:
         shim_dir = self._bundle(row)
         socket_path = statedir.path(shim_dir, statedir.SOCKET)
         if restore.shim_alive(shim_dir) and os.path.exists(socket_path):
@@ -289,9 +268,26 @@ class Containers:
                 pass  # it ended between the check and the call
         # the reply comes a moment before the shim exits; its task is ours after that
         _wait_shim_exit(shim_dir)
-        if operator:
-            self._store.update_container(row.id, operator_stopped=True)
+
+    def kill(self, name: str, sig: str = "SIGKILL") -> client.ContainerInfo:
+        """Send ``sig`` to the container's init; the restart policy decides what follows."""
+        row = self._row(name)
+        shim_dir = self._bundle(row)
+        socket_path = statedir.path(shim_dir, statedir.SOCKET)
+        if not restore.shim_alive(shim_dir):
+            raise errors.FailedPrecondition(f"container {row.name!r} is not running")
+        try:
+            shim_client.ShimClient(socket_path).kill(sig)
+        except errors.Unavailable:
+            raise errors.FailedPrecondition(f"container {row.name!r} is not running") from None
         return self._info(self._store.get_container(row.id))
+
+    def restart(self, name: str, timeout: float | None = None) -> client.ContainerInfo:
+        """Stop (the stop signal, ``timeout``, SIGKILL) and start again; clears an operator stop."""
+        row = self._row(name)
+        with self.locks.hold(row.id):
+            self._stop_locked(row, timeout, None)
+            return self._start_locked(self._store.get_container(row.id))
 
     def wait(self, name: str, timeout: float | None = None) -> client.ContainerInfo:
         """Block until the container has stopped for good (its shim decides: a
@@ -310,54 +306,31 @@ class Containers:
 
     def remove(self, name: str, *, force: bool = False) -> None:
         row = self._row(name)
-        info = self._info(row)
-        if info.status in ("running", "restarting", "paused") and not force:
-            raise errors.FailedPrecondition(
-                f"container {row.name!r} is {info.status}: stop it first or remove it with force"
-            )
-        # also ends a shim that is between restarts, and waits for it to exit
-        self.stop(row.name, 10.0, sig="SIGKILL")
-        self._clean_up_task(row)
-        shim_dir = self._bundle(row)
-        if os.path.lexists(shim_dir):
-            with errors.map_os_errors(f"remove bundle {shim_dir}"):
-                shutil.rmtree(shim_dir)
-        if row.snapshot_key:
-            try:
-                self._snapshots.remove(row.snapshot_key)
-            except errors.NotFound:
-                pass
-        directory = self._layout.container_dir(row.id)
-        if os.path.lexists(directory):
-            with errors.map_os_errors(f"remove {directory}"):
-                shutil.rmtree(directory)
-        self._store.delete_container(row.id)
-
-    def _clean_up_task(self, row: metadata.ContainerRow) -> None:
-        """Delete the runtime's container and unmount the rootfs, once its shim is gone.
-
-        Idempotent; does nothing while a shim is alive (it owns the task then).
-        """
-        shim_dir = self._bundle(row)
-        if restore.shim_alive(shim_dir):
-            return
-        rootfs = os.path.join(shim_dir, "rootfs")
-        options = statedir.read_json(statedir.path(shim_dir, statedir.OPTIONS))
-        if options is not None and os.path.exists(os.path.join(self._layout.oci_root, row.id)):
-            binary = options.get("runtime_binary")
-            runtime = runtimes.make(
-                binary if isinstance(binary, str) else None,
-                self._layout.oci_root,
-                row.id,
-                shim_dir,
-            )
-            try:
-                runtime.delete(force=True)
-            except errors.NotFound:
-                pass
-        if mounts.is_mounted(rootfs):
-            mounts.unmount(rootfs)
-        self._networks.detach(row.id)
+        with self.locks.hold(row.id):
+            info = self._info(row)
+            if info.status in ("running", "restarting", "paused") and not force:
+                raise errors.FailedPrecondition(
+                    f"container {row.name!r} is {info.status}: "
+                    "stop it first or remove it with force"
+                )
+            # also ends a shim that is between restarts, and waits for it to exit
+            self._stop_locked(row, 10.0, "SIGKILL")
+            self.tasks.clean_up(row)
+            shim_dir = self._bundle(row)
+            if os.path.lexists(shim_dir):
+                with errors.map_os_errors(f"remove bundle {shim_dir}"):
+                    shutil.rmtree(shim_dir)
+            if row.snapshot_key:
+                try:
+                    self._snapshots.remove(row.snapshot_key)
+                except errors.NotFound:
+                    pass
+            directory = self._layout.container_dir(row.id)
+            if os.path.lexists(directory):
+                with errors.map_os_errors(f"remove {directory}"):
+                    shutil.rmtree(directory)
+            self._store.delete_container(row.id)
+            self.locks.forget(row.id)
 
     # -- in place ---------------------------------------------------------------
 
@@ -383,23 +356,36 @@ class Containers:
         self._store.update_container(row.id, config_json=records.config_to_json(config))
         return self._info(self._store.get_container(row.id))
 
-    # -- logs -------------------------------------------------------------------
+    # -- I/O ---------------------------------------------------------------------
+
+    def exec(
+        self, name: str, config: client.ExecConfig, stdio: tuple[int, int, int] | None = None
+    ) -> shim_client.ExecSession:
+        row = self._row(name)
+        if self._info(row).status != "running":
+            raise errors.FailedPrecondition(
+                f"container {row.name!r} is not running: start it before exec"
+            )
+        return container_io.exec_in(self._bundle(row), row.name, config, stdio)
 
     def logs(
-        self, name: str, *, tail: int | None = None, follow: bool = False
+        self,
+        name: str,
+        *,
+        tail: int | None = None,
+        follow: bool = False,
+        since: float | str | None = None,
     ) -> Iterator[client.LogEntry]:
         row = self._row(name)
-        path = os.path.join(self._layout.container_dir(row.id), LOG_FILE)
-        exit_path = statedir.path(self._bundle(row), statedir.EXIT)
-        if follow and self._info(row).status not in ("running", "restarting"):
-            follow = False
-        for record in logs.read_logs(path, tail=tail, follow=follow, exit_path=exit_path):
-            stream: Literal["stdout", "stderr"] = (
-                "stderr" if record.get("stream") == "stderr" else "stdout"
-            )
-            yield client.LogEntry(
-                time=record.get("time", ""), stream=stream, log=record.get("log", "")
-            )
+        running = follow and self._info(row).status in ("running", "restarting")
+        return container_io.read(
+            self._layout.container_dir(row.id),
+            self._bundle(row),
+            tail=tail,
+            follow=follow,
+            since=since,
+            running=running,
+        )
 
 
 def _wait_shim_exit(shim_dir: str, timeout: float = 30.0) -> None:
@@ -409,13 +395,3 @@ def _wait_shim_exit(shim_dir: str, timeout: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise errors.Unavailable(f"the shim of {shim_dir} did not exit within {timeout:.0f}s")
         time.sleep(0.005)
-
-
-def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _float(value: object) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return None

@@ -1,7 +1,7 @@
 """The engine's metadata: one SQLite file (``<root>/state.db``) shared by the
 daemon and any CLI that runs the engine in-process.
 
-Layout (schema version 1)::
+Layout (schema version 2)::
 
     state.db
     ├── schema_version(version)                    one row: the applied migration
@@ -18,7 +18,10 @@ Layout (schema version 1)::
     ├── containers
     │   id PK · name UNIQUE · config_json (opaque to this module) · image_id ·
     │   image_digest · snapshot_key · oci_runtime · created_at ·
-    │   operator_stopped 0|1 · restart_count
+    │   operator_stopped 0|1 · restart_count · and the last run as the engine
+    │   last observed it (v2), so it outlives the bundle in the run root:
+    │   started_at · finished_at (NULL while it runs) · exit_code · oom_killed 0|1
+    │   · lost 0|1 (its shim died without recording an exit) · exit_error
     ├── volumes
     │   name PK · driver · options_json · labels_json · annotations_json ·
     │   mountpoint · created_at
@@ -34,6 +37,7 @@ keys and returned as sorted ``(key, value)`` tuples, like ``runtime.client``.
 
 Version history (``_MIGRATIONS``; add a new entry, never edit an applied one):
   1. the tables above.
+  2. containers: started_at, finished_at, exit_code, oom_killed, lost, exit_error.
 
 Concurrency: WAL journal, ``busy_timeout`` of 10 s, foreign keys on. Writes
 run in short ``BEGIN IMMEDIATE`` transactions, so two writers queue on the
@@ -58,7 +62,7 @@ from typing import Any, TypeVar
 
 from runtime import errors
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT = 10.0
 
 Pairs = tuple[tuple[str, str], ...]
@@ -121,6 +125,17 @@ _MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
                 created_at REAL NOT NULL)""",
         ),
     ),
+    (
+        2,
+        (
+            "ALTER TABLE containers ADD COLUMN started_at REAL",
+            "ALTER TABLE containers ADD COLUMN finished_at REAL",
+            "ALTER TABLE containers ADD COLUMN exit_code INTEGER",
+            "ALTER TABLE containers ADD COLUMN oom_killed INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE containers ADD COLUMN lost INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE containers ADD COLUMN exit_error TEXT",
+        ),
+    ),
 )
 
 
@@ -171,6 +186,13 @@ class ContainerRow:
     created_at: float
     operator_stopped: bool = False
     restart_count: int = 0
+    # the last run, as last observed (v2)
+    started_at: float | None = None
+    finished_at: float | None = None
+    exit_code: int | None = None
+    oom_killed: bool = False
+    lost: bool = False
+    exit_error: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,7 +225,7 @@ Row = TypeVar("Row", ImageRow, ImageRef, SnapshotRow, ContainerRow, VolumeRow, N
 
 # Per row type: the table, and for each dataclass field its column and codec.
 _MAP_FIELDS = {"options", "labels", "annotations"}
-_BOOL_FIELDS = {"operator_stopped", "internal"}
+_BOOL_FIELDS = {"operator_stopped", "internal", "oom_killed", "lost"}
 _TABLES: dict[type[Any], str] = {
     ImageRow: "images",
     ImageRef: "image_refs",
@@ -545,6 +567,12 @@ class MetadataStore:
         oci_runtime: str | Unset | None = UNSET,
         operator_stopped: bool | Unset = UNSET,
         restart_count: int | Unset = UNSET,
+        started_at: float | Unset | None = UNSET,
+        finished_at: float | Unset | None = UNSET,
+        exit_code: int | Unset | None = UNSET,
+        oom_killed: bool | Unset = UNSET,
+        lost: bool | Unset = UNSET,
+        exit_error: str | Unset | None = UNSET,
     ) -> ContainerRow:
         changes = _changes(locals(), "container_id")
         return self._update(ContainerRow, "id", container_id, changes, f"container {container_id}")

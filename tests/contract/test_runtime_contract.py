@@ -284,3 +284,94 @@ def test_login_and_logout(image_rt: client.RuntimeClient, basic_registry: reg.Re
     assert rt.push_image(IMAGE, target) == rt.get_image(IMAGE).digest
     assert rt.logout(basic_registry.host) is True
     assert rt.logout(basic_registry.host) is False
+
+
+def _poll(predicate: Any, timeout: float = 20.0) -> Any:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.02)
+
+
+def test_kill_ends_the_run_and_the_restart_policy_decides(rt: client.RuntimeClient) -> None:
+    rt.create_container(_config("k1"))
+    rt.create_container(_config("k2", restart_policy="always"))
+    with pytest.raises(errors.FailedPrecondition):
+        rt.kill_container("k1")  # not started
+    first = rt.start_container("k1")
+    killed = rt.kill_container("k1", "SIGKILL")
+    assert killed.name == "k1"
+    done = _poll(lambda: rt.get_container("k1").status == "exited" and rt.get_container("k1"))
+    assert done and done.exit_code == 137 and first.pid
+    before = rt.start_container("k2")
+    rt.kill_container("k2", "KILL")
+    again = _poll(
+        lambda: (c := rt.get_container("k2")).status == "running" and c.restart_count >= 1 and c
+    )
+    assert again, rt.get_container("k2")
+    assert again.pid != before.pid
+    for name in ("k1", "k2"):
+        rt.remove_container(name, force=True)
+
+
+def test_restart_runs_it_again_and_clears_an_operator_stop(rt: client.RuntimeClient) -> None:
+    rt.create_container(_config("r1", stop_grace_period=1.0))
+    first = rt.start_container("r1")
+    rt.stop_container("r1", timeout=1, operator=True)
+    again = rt.restart_container("r1", timeout=1)
+    assert again.status == "running" and not again.operator_stopped
+    assert again.pid != first.pid
+    rt.remove_container("r1", force=True)
+
+
+def test_exec_reports_the_exit_code_and_writes_to_the_given_fds(
+    rt: client.RuntimeClient,
+) -> None:
+    import os
+
+    rt.create_container(_config("e1"))
+    with pytest.raises(errors.FailedPrecondition):
+        rt.exec_container("e1", client.ExecConfig(args=("true",)))
+    rt.start_container("e1")
+    args = ("sh", "-c", "echo hello-$WHO; exit 4")
+    if isinstance(rt, FakeRuntime):
+        rt.exec_results[args] = (4, "hello-you\n")
+    r, w = os.pipe()
+    try:
+        session = rt.exec_container(
+            "e1", client.ExecConfig(args=args, env=(("WHO", "you"),)), stdio=(0, w, w)
+        )
+        os.close(w)
+        w = -1
+        assert session.wait(20) == 4
+        session.close()
+        assert os.read(r, 1000) == b"hello-you\n"
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
+    with pytest.raises(errors.InvalidSpec):
+        rt.exec_container("e1", client.ExecConfig(args=()))
+    rt.remove_container("e1", force=True)
+
+
+def test_logs_with_tail_and_since(rt: client.RuntimeClient) -> None:
+    rt.create_container(_config("l1", command=("sh", "-c", "echo a; echo b; echo c; sleep 30")))
+    rt.start_container("l1")
+    if isinstance(rt, FakeRuntime):
+        for text in ("a\n", "b\n", "c\n"):
+            rt.emit("l1", text)
+    entries = _poll(lambda: (e := list(rt.container_logs("l1"))) and len(e) == 3 and e)
+    assert [e.log for e in entries] == ["a\n", "b\n", "c\n"]
+    assert [e.log for e in rt.container_logs("l1", tail=1)] == ["c\n"]
+    since = entries[-1].time
+    assert [e.log for e in rt.container_logs("l1", since=since)] == [
+        e.log for e in entries if e.time >= since
+    ]
+    with pytest.raises(errors.InvalidSpec):
+        list(rt.container_logs("l1", since="not a time"))
+    rt.remove_container("l1", force=True)

@@ -1,0 +1,303 @@
+"""A container's task as it is now: asked of its shim, recorded in the metadata.
+
+The state of a started container lives with its shim (the ``state`` op) and,
+once the shim has exited, in the exit record it left in the bundle
+(:func:`runtime.shim.restore.probe`). Every observation re-reads it — never a
+cache — and writes what it saw into the container's row (restart count, the
+last run's start, finish, exit code, OOM kill, "lost"), so that ``ps`` and
+``inspect`` still tell it when the bundle is gone: removed, or wiped with the
+run root by a reboot. A row that says "running" while its bundle has vanished
+is a container lost with its shim: exit code 137, status ``dead``, as
+containerd reports a task whose shim died.
+
+A container that has stopped for good has its task cleaned up as soon as it
+is observed (the runtime's ``delete``: cgroups and runtime state; the rootfs
+unmounted), as dockerd does on an exit event.
+
+Cross-process safety: a flock per container (``<run_root>/locks/
+container-<id>.lock``) serialises start, stop, restart, remove and the
+restore scan across every pyreconcile process on the host; re-entrant within
+a process. Observation never waits for it: it only skips the cleanup while
+another process holds the lock (a start may be mounting the rootfs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+from runtime import client, errors
+from runtime.engine import layout, metadata, mounts, records
+from runtime.shim import restore, runtimes, statedir
+
+LOST_EXIT_CODE = restore.LOST_EXIT_CODE
+VANISHED = "its shim and state in the run root vanished (was the host rebooted?)"
+
+
+class _Held:
+    __slots__ = ("depth", "fd", "rlock")
+
+    def __init__(self) -> None:
+        self.rlock = threading.RLock()
+        self.fd = -1
+        self.depth = 0
+
+
+class ContainerLocks:
+    """One flock per container, re-entrant within this process (threads included)."""
+
+    def __init__(self, locks_dir: str) -> None:
+        self._dir = locks_dir
+        self._mutex = threading.Lock()
+        self._held: dict[str, _Held] = {}
+
+    def path(self, container_id: str) -> str:
+        return os.path.join(self._dir, f"container-{container_id}.lock")
+
+    @contextlib.contextmanager
+    def hold(self, container_id: str, *, wait: bool = True) -> Iterator[bool]:
+        """Hold the container's lock; yields False (not held) when ``wait`` is off and
+        another thread or process has it."""
+        with self._mutex:
+            entry = self._held.setdefault(container_id, _Held())
+        if not entry.rlock.acquire(blocking=wait):
+            yield False
+            return
+        try:
+            if entry.depth == 0:
+                with errors.map_os_errors(f"lock container {container_id}"):
+                    os.makedirs(self._dir, mode=0o700, exist_ok=True)
+                    fd = os.open(self.path(container_id), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+                except BlockingIOError:
+                    os.close(fd)
+                    yield False
+                    return
+                entry.fd = fd
+            entry.depth += 1
+            try:
+                yield True
+            finally:
+                entry.depth -= 1
+                if entry.depth == 0:
+                    os.close(entry.fd)
+                    entry.fd = -1
+        finally:
+            entry.rlock.release()
+
+    def forget(self, container_id: str) -> None:
+        """Remove the lock file of a removed container (call while holding it)."""
+        try:
+            os.unlink(self.path(container_id))
+        except FileNotFoundError:
+            pass
+
+
+def was_running(row: metadata.ContainerRow) -> bool:
+    """Whether the row's last observation saw the container running (or restarting):
+    a run started after the last recorded exit."""
+    if row.started_at is None:
+        return False
+    return row.finished_at is None or row.finished_at < row.started_at
+
+
+class Tasks:
+    def __init__(
+        self, paths: layout.Layout, store: metadata.MetadataStore, locks: ContainerLocks
+    ) -> None:
+        self._layout = paths
+        self._store = store
+        self.locks = locks
+        # called with the container id once its task is cleaned up (network detach)
+        self.after_clean_up: Callable[[str], None] = lambda container_id: None
+
+    def bundle(self, container_id: str) -> str:
+        return self._layout.bundle_dir(container_id)
+
+    # -- observation -----------------------------------------------------------
+
+    def observe(self, row: metadata.ContainerRow) -> client.ContainerInfo:
+        """The container as it is now; records what changed in its row."""
+        shim_dir = self.bundle(row.id)
+        if not os.path.isdir(shim_dir):
+            if was_running(row):  # its bundle vanished under it: lost
+                row = self._record(
+                    row, finished_at=time.time(), exit_code=LOST_EXIT_CODE, lost=True,
+                    exit_error=VANISHED,
+                )  # fmt: skip
+            return from_row(row)
+        if not os.path.exists(statedir.path(shim_dir, statedir.OPTIONS)):
+            return from_row(row)  # never started, or a start is under way
+        status = _probe(shim_dir)
+        if status is None:  # alive but busy: say running, act on it later
+            return dataclasses.replace(from_row(row), status="running")
+        rec = status.record
+        count = _int(rec.get("restart_count"))
+        count = max(row.restart_count, count or 0)
+        if status.kind == "running":
+            shim_state = str(rec.get("status"))
+            state: client.ContainerStatus = (
+                "running"
+                if shim_state in ("running", "created")
+                else "restarting"
+                if shim_state == "restarting"
+                else "exited"
+            )
+            last_code = _int(rec.get("exit_code"))  # of the run before, after a restart
+            last = (
+                {
+                    "finished_at": _float(rec.get("finished_at")),
+                    "exit_code": last_code,
+                    "oom_killed": bool(rec.get("oom_killed")),
+                    "lost": False,
+                    "exit_error": _str(rec.get("error")),
+                }
+                if last_code is not None
+                else {}
+            )
+            row = self._record(
+                row,
+                restart_count=count,
+                started_at=_float(rec.get("started_at")),
+                **last,
+            )
+            info = from_row(row)
+            return dataclasses.replace(
+                info,
+                status=state,
+                pid=_int(rec.get("pid")) if state == "running" else None,
+                exit_code=None if state == "running" else info.exit_code,
+                finished_at=None if state == "running" else info.finished_at,
+            )
+        lost = status.kind == "lost" or bool(rec.get("lost"))
+        row = self._record(
+            row,
+            restart_count=count,
+            started_at=_float(rec.get("started_at")) or row.started_at,
+            finished_at=_float(rec.get("finished_at")),
+            exit_code=_int(rec.get("exit_code")),
+            oom_killed=bool(rec.get("oom_killed")),
+            lost=lost,
+            exit_error=_str(rec.get("error")),
+        )
+        with self.locks.hold(row.id, wait=False) as held:
+            if held:  # else a start or stop in another process owns the task now
+                self.clean_up(row)
+        return from_row(row)
+
+    def _record(self, row: metadata.ContainerRow, **values: object) -> metadata.ContainerRow:
+        """Write the values that differ from the row; return the row as stored."""
+        changes = {k: v for k, v in values.items() if getattr(row, k) != v}
+        if not changes:
+            return row
+        try:
+            return self._store.update_container(row.id, **changes)  # type: ignore[arg-type]
+        except errors.NotFound:  # removed meanwhile: report what was seen
+            return dataclasses.replace(row, **changes)  # type: ignore[arg-type]
+
+    def mark_started(self, row: metadata.ContainerRow) -> metadata.ContainerRow:
+        """A new shim runs the container: no operator stop any more.
+
+        The last exit (lost or not) stays: it is the last exit until the next one.
+        """
+        return self._record(row, operator_stopped=False)
+
+    # -- cleanup -----------------------------------------------------------------
+
+    def clean_up(self, row: metadata.ContainerRow) -> None:
+        """Delete the runtime's container and unmount the rootfs, once its shim is gone.
+
+        Idempotent; does nothing while a shim is alive (it owns the task then).
+        Call it holding the container's lock.
+        """
+        if restore.shim_alive(self.bundle(row.id)):
+            return
+        clean_up_bundle(self.bundle(row.id), self._layout.oci_root, row.id)
+        self.after_clean_up(row.id)
+
+
+def clean_up_bundle(shim_dir: str, oci_root: str, container_id: str) -> None:
+    """The runtime's container deleted and the rootfs unmounted, unless a shim lives."""
+    if restore.shim_alive(shim_dir):
+        return
+    rootfs = os.path.join(shim_dir, "rootfs")
+    options = statedir.read_json(statedir.path(shim_dir, statedir.OPTIONS))
+    if options is not None and os.path.exists(os.path.join(oci_root, container_id)):
+        binary = options.get("runtime_binary")
+        runtime = runtimes.make(
+            binary if isinstance(binary, str) else None, oci_root, container_id, shim_dir
+        )
+        try:
+            runtime.delete(force=True)
+        except errors.NotFound:
+            pass
+    if mounts.is_mounted(rootfs):
+        mounts.unmount(rootfs)
+
+
+def from_row(row: metadata.ContainerRow) -> client.ContainerInfo:
+    """What the row says, without asking anyone (the last observation)."""
+    status: client.ContainerStatus
+    if row.finished_at is not None and not was_running(row):
+        status = "dead" if row.lost else "exited"
+    else:
+        status = "created"
+    done = status in ("exited", "dead")
+    last_exit = (
+        client.LastExit(
+            code=row.exit_code,
+            finished_at=row.finished_at,
+            oom_killed=row.oom_killed,
+            lost=row.lost,
+            error=row.exit_error,
+        )
+        if row.exit_code is not None
+        else None
+    )
+    return client.ContainerInfo(
+        id=row.id,
+        name=row.name,
+        config=records.config_from_json(row.config_json),
+        image_id=row.image_id,
+        image_digest=row.image_digest,
+        status=status,
+        pid=None,
+        exit_code=row.exit_code if done else None,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at if done else None,
+        restart_count=row.restart_count,
+        operator_stopped=row.operator_stopped,
+        last_exit=last_exit,
+    )
+
+
+def _probe(shim_dir: str) -> restore.ShimStatus | None:
+    for _ in range(3):
+        try:
+            return restore.probe(shim_dir)
+        except errors.Unavailable:
+            time.sleep(0.05)
+        except errors.NotFound:
+            return None
+    return None
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _float(value: object) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
