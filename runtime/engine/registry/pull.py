@@ -31,7 +31,7 @@ import concurrent.futures
 import dataclasses
 
 from runtime import client, errors
-from runtime.engine import content, images, oci_layout
+from runtime.engine import content, images, oci_layout, platforms
 from runtime.engine.registry import distribution, download, options
 from runtime.engine.registry import progress as progress_mod
 from schemas import reference as references
@@ -47,7 +47,7 @@ class Resolved:
 
 
 def resolve(
-    repo: distribution.Repository, ref: references.Reference, platform: oci_layout.Platform
+    repo: distribution.Repository, ref: references.Reference, platform: platforms.Platform
 ) -> Resolved:
     """The manifest ``ref`` names for ``platform``, verified (no blob fetched)."""
     top = repo.get_manifest(ref.digest or ref.tag or "latest")
@@ -61,8 +61,8 @@ def resolve(
                 f"{what}: indexes nested more than {oci_layout.MAX_INDEX_DEPTH} deep"
             )
         entries = oci_layout.parse_index(fetched.data, fetched.digest, fetched.media_type)
-        entry = oci_layout.choose_manifest(entries, platform, f"image {ref}")
-        chosen = oci_layout.descriptor_platform(entry)
+        entry = platforms.choose_manifest(entries, platform, f"image {ref}")
+        chosen = platforms.descriptor_platform(entry)
         fetched = repo.get_manifest(entry.digest, expected=entry)
     parsed = oci_layout.parse_manifest(fetched.data, fetched.digest, fetched.media_type)
     oci_layout.check_media_types(parsed, f"image {ref} manifest {fetched.digest}")
@@ -96,7 +96,7 @@ def pull(
     store: content.LocalContentStore,
     image_store: images.ImageStore,
     opts: options.RegistryOptions,
-    platform: oci_layout.Platform,
+    platform: platforms.Platform,
     progress: client.ProgressCallback | None = None,
 ) -> images.ImageRecord:
     """Pull ``ref`` from ``repo`` into the stores; see the module docstring."""

@@ -12,7 +12,7 @@ import threading
 import urllib.parse
 
 from runtime import client, errors
-from runtime.engine import content, images, oci_layout
+from runtime.engine import content, images, platforms
 from runtime.engine.registry import credentials, distribution, options, pull, push, transport
 from schemas import reference as references
 
@@ -64,8 +64,8 @@ class Registries:
         return distribution.Repository(self.transport(ref.domain), ref.path)
 
     @staticmethod
-    def platform(text: str | None) -> oci_layout.Platform:
-        return oci_layout.parse_platform(text) if text else oci_layout.host_platform()
+    def platform(text: str | None) -> platforms.Platform:
+        return platforms.parse_platform(text) if text else platforms.host_platform()
 
     def resolve(self, reference: str, platform: str | None = None) -> client.RemoteImage:
         ref = _parse(reference)
