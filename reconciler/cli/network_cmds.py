@@ -54,6 +54,37 @@ def resolve_network(runtime: client.RuntimeClient, name: str, stack: str | None)
     )
 
 
+def published_by_container(
+    runtime: client.RuntimeClient, containers: list[client.ContainerInfo]
+) -> dict[str, list[client.PortBinding]]:
+    """Container id → its published ports as bound now (asked only when one publishes)."""
+    if not any(c.config.ports for c in containers):
+        return {}
+    found: dict[str, list[client.PortBinding]] = {}
+    for binding in runtime.list_published_ports():
+        found.setdefault(binding.container_id, []).append(binding)
+    return found
+
+
+def ports_text(bindings: list[client.PortBinding]) -> str:
+    """Docker's PORTS column: ``0.0.0.0:49153->80/tcp, …``."""
+    return ", ".join(
+        f"{b.host_ip}:{b.host_port}->{b.container_port}/{b.protocol}" for b in bindings
+    )
+
+
+def ports_json(bindings: list[client.PortBinding]) -> list[dict[str, Any]]:
+    return [
+        {
+            "containerPort": b.container_port,
+            "protocol": b.protocol,
+            "hostIP": b.host_ip,
+            "hostPort": b.host_port,
+        }
+        for b in bindings
+    ]
+
+
 def _json(info: client.NetworkInfo) -> dict[str, Any]:
     data = dataclasses.asdict(info)
     data["options"] = dict(info.options)
