@@ -266,7 +266,7 @@ class _Console:
             _, ancdata, _, _ = conn.recvmsg(4096, _socket.CMSG_SPACE(4), _socket.MSG_CMSG_CLOEXEC)
         finally:
             conn.close()
-        received = unpack_fds(ancdata)
+        received = protocol.unpack_fds(ancdata)
         if not received:
             raise errors.Terminal("the runtime's console message carried no fd")
         for extra in received[1:]:
@@ -285,20 +285,3 @@ class _Console:
                 os.rmdir(self.directory)
             except OSError:
                 pass
-
-
-def unpack_fds(ancdata: list[tuple[int, int, bytes]]) -> list[int]:
-    """The fds of ``SCM_RIGHTS`` control messages (as ``recvmsg`` returns them)."""
-    fds: list[int] = []
-    for level, kind, data in ancdata:
-        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
-            usable = len(data) - len(data) % 4
-            for i in range(0, usable, 4):
-                fds.append(int.from_bytes(data[i : i + 4], sys.byteorder, signed=True))
-    return fds
-
-
-def pack_fds(fds: list[int]) -> list[tuple[int, int, bytes]]:
-    """``SCM_RIGHTS`` ancillary data for ``sendmsg``."""
-    data = b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in fds)
-    return [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, data)]

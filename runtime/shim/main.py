@@ -290,7 +290,7 @@ def _log_ignored(events: EventLog, name: str) -> Callable[[], None]:
 
 def _serve(opts: Options, sync: _Sync) -> int:
     from runtime.shim import events as shim_events
-    from runtime.shim import execs, logwriter, loop, runtimes, server, statedir, supervisor
+    from runtime.shim import logwriter, loop, runtimes, server, statedir, supervisor
 
     bundle = opts.bundle
     lock_fd = _lock(opts)  # refused: leave the live shim's files alone
@@ -329,7 +329,6 @@ def _serve(opts: Options, sync: _Sync) -> int:
             log_max_size=opts.log_max_size, log_max_files=opts.log_max_files,
             on_final=on_final, restart_count=opts.restart_count,
         )  # fmt: skip
-        sup.execs = execs.Execs(opts.container_id, bundle, runtime, events)
         ev_loop.on_signal(signals.SIGCHLD, sup.reap)
         for signum in (signals.SIGTERM, signals.SIGINT, signals.SIGHUP):
             ev_loop.on_signal(signum, _log_ignored(events, signals.name(signum)))

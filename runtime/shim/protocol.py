@@ -53,6 +53,9 @@ are a few lines, and the shim pays no import for it (stdlib only).
 
 from __future__ import annotations
 
+import _socket
+import sys
+
 from runtime.shim import jsonio, signals
 
 MAX_REQUEST = 64 * 1024
@@ -131,3 +134,20 @@ def parse_signal(value: object) -> int:
     if not 0 < number < signals.NSIG:
         raise ProtocolError(f"signal {value!r} is out of range 1..{signals.NSIG - 1}")
     return number
+
+
+def unpack_fds(ancdata: list[tuple[int, int, bytes]]) -> list[int]:
+    """The fds of ``SCM_RIGHTS`` control messages (as ``recvmsg`` returns them)."""
+    fds: list[int] = []
+    for level, kind, data in ancdata:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            usable = len(data) - len(data) % 4
+            for i in range(0, usable, 4):
+                fds.append(int.from_bytes(data[i : i + 4], sys.byteorder, signed=True))
+    return fds
+
+
+def pack_fds(fds: list[int]) -> list[tuple[int, int, bytes]]:
+    """``SCM_RIGHTS`` ancillary data for ``sendmsg``."""
+    data = b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in fds)
+    return [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, data)]

@@ -37,7 +37,7 @@ import _socket
 import os
 
 from runtime import errors
-from runtime.shim import execs, protocol
+from runtime.shim import protocol
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -223,7 +223,7 @@ class Server:
         except OSError:
             data, ancdata = b"", []
         if ancdata:
-            conn.fds.extend(execs.unpack_fds(ancdata))
+            conn.fds.extend(protocol.unpack_fds(ancdata))
         if not data:
             conn.eof = True
             self.loop.remove_reader(conn.fd)
@@ -280,7 +280,7 @@ class Server:
                     break
                 if conn.wfds:
                     sent = conn.sock.sendmsg(
-                        [conn.wbuf], execs.pack_fds(conn.wfds), _socket.MSG_NOSIGNAL
+                        [conn.wbuf], protocol.pack_fds(conn.wfds), _socket.MSG_NOSIGNAL
                     )
                     for fd in conn.wfds:
                         os.close(fd)

@@ -124,7 +124,7 @@ class Supervisor:
         self.host_pid = _shares_host_pid(bundle)
         #: called with each batch of log records as the shim writes them (live ``logs``)
         self.log_listeners: list[Callable[[bytes], None]] = []
-        self.execs: Execs | None = None  # set by the shim's main once built
+        self.execs: Execs | None = None  # made at the first exec (its module loaded then)
 
     @property
     def restart_count(self) -> int:
@@ -442,10 +442,14 @@ class Supervisor:
         self, request: dict[str, object], fds: list[int], on_exit: Reply
     ) -> tuple[dict[str, object], int | None]:
         """Start an exec'd process (:mod:`runtime.shim.execs`) in the running container."""
-        if self.status != RUNNING or self.execs is None:
+        if self.status != RUNNING:
             raise errors.FailedPrecondition(
                 f"container {self.container_id} is not running: start it before exec"
             )
+        if self.execs is None:
+            from runtime.shim import execs
+
+            self.execs = execs.Execs(self.container_id, self.bundle, self.runtime, self.events)
         return self.execs.start(request, fds, on_exit)
 
     def kill(self, sig: int, all_processes: bool = False) -> None:
