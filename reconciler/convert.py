@@ -20,9 +20,11 @@ from runtime import client
 BUILTIN_NETWORKS = ("host", "none")
 
 
-def _record_annotation(record: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+def _record_annotation(
+    record: Mapping[str, Any], extra: Mapping[str, str] | None = None
+) -> tuple[tuple[str, str], ...]:
     text = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return client.frozen_map({L.APPLIED_SPEC: text})
+    return client.frozen_map({L.APPLIED_SPEC: text, **(extra or {})})
 
 
 def network_name(stack: str, name: str, stack_networks: Mapping[str, object]) -> str:
@@ -36,7 +38,9 @@ def container_config(
     want: model.DesiredContainer,
     image_id: str,
     stack_networks: Mapping[str, object],
+    annotations: Mapping[str, str] | None = None,
 ) -> client.ContainerConfig:
+    """``annotations``: kept beside the applied record (history, rollback marks)."""
     spec = want.spec
     record = canonical.container_record(want, image_id)
     spec_hash = canonical.spec_hash(canonical.container_essence(record))
@@ -97,7 +101,7 @@ def container_config(
         user=spec.user,
         hostname=spec.hostname or want.name,
         labels=client.frozen_map(labels),
-        annotations=_record_annotation(record),
+        annotations=_record_annotation(record, annotations),
         mounts=mounts,
         networks=networks,
         ports=ports,
@@ -135,8 +139,9 @@ def container_update(
     want: model.DesiredContainer,
     image_id: str,
     stack_networks: Mapping[str, object],
+    annotations: Mapping[str, str] | None = None,
 ) -> client.ContainerUpdate:
-    config = container_config(stack, want, image_id, stack_networks)
+    config = container_config(stack, want, image_id, stack_networks, annotations)
     return client.ContainerUpdate(
         labels=config.labels,
         annotations=config.annotations,

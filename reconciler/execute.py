@@ -12,7 +12,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Mapping
 
-from reconciler import convert, schedule
+from reconciler import convert, history, schedule
 from reconciler import labels as L
 from reconciler.plan import model, runtime_name_for
 from runtime import client, errors
@@ -189,10 +189,15 @@ class Executor:
         image = self.runtime.get_image(want.image_ref)
         return convert.container_config(self.stack, want, image.id, self.desired.networks)
 
-    def _create_container(self, action: model.Action) -> None:
+    def _create_container(
+        self, action: model.Action, annotations: dict[str, str] | None = None
+    ) -> None:
         want = action.desired
         assert isinstance(want, model.DesiredContainer)
-        config = self._container_config(want)
+        image = self.runtime.get_image(want.image_ref)
+        config = convert.container_config(
+            self.stack, want, image.id, self.desired.networks, annotations
+        )
         self._wait_for_dependencies(want)
         try:
             self.runtime.create_container(config)
@@ -205,17 +210,23 @@ class Executor:
         want = action.desired
         assert isinstance(want, model.DesiredContainer)
         config = self._container_config(want)  # fails early if the image is gone
+        kept: dict[str, str] = {}
         try:
+            kept[L.HISTORY] = history.pushed(self.runtime.get_container(config.name))
             self._stop_and_remove(config.name, want.spec.stop_grace_period)
         except errors.NotFound:
             pass
-        self._create_container(action)
+        self._create_container(action, kept)
 
     def _update_container(self, action: model.Action) -> None:
         want = action.desired
         assert isinstance(want, model.DesiredContainer)
         image = self.runtime.get_image(want.image_ref)
-        update = convert.container_update(self.stack, want, image.id, self.desired.networks)
+        current = self.runtime.get_container(runtime_name_for(self.stack, want.name))
+        kept = (
+            {L.HISTORY: current.annotations[L.HISTORY]} if L.HISTORY in current.annotations else {}
+        )
+        update = convert.container_update(self.stack, want, image.id, self.desired.networks, kept)
         self.runtime.update_container(runtime_name_for(self.stack, want.name), update)
 
     def _start_container(self, action: model.Action) -> None:

@@ -9,6 +9,8 @@ KIND = "io.pyreconcile.kind"
 SPEC_HASH = "io.pyreconcile.spec-hash"
 CONFIG_HASH = "io.pyreconcile.config-hash"  # containers: digest of the runtime config
 APPLIED_SPEC = "io.pyreconcile.applied-spec"  # annotation: the canonical applied record (JSON)
+HISTORY = "io.pyreconcile.history"  # annotation: earlier applied specs, for rollback
+ROLLED_BACK = "io.pyreconcile.rolled-back"  # annotation: set by `rollback`, an override
 IMAGE_SOURCE = "io.pyreconcile.import-source-digest"  # image annotation
 
 

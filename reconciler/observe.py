@@ -95,6 +95,7 @@ def observe(
             operator_stopped=info.operator_stopped,
             restart_count=info.restart_count,
             config_drift=labels.get(L.CONFIG_HASH) != convert.config_digest(info.config),
+            rolled_back=info.annotations.get(L.ROLLED_BACK) == "true",
         )
     return model.ObservedState(
         stack=stack,

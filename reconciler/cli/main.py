@@ -320,6 +320,30 @@ def delete(
             click.echo(f"  - {note.kind.lower()}/{note.name}: {note.message}")
 
 
+@cli.command()
+@click.argument("name")
+@STACK
+@click.pass_obj
+def rollback(context: ctx_mod.Context, name: str, stack: str | None) -> None:
+    """Recreate a container from its previously applied spec (and image).
+
+    Self-heal leaves a rolled-back container alone; the next apply rolls it
+    forward to the manifests again. A second rollback undoes the first.
+    """
+    from reconciler import labels as L
+    from reconciler import rollback as rollback_mod
+
+    _configure_logging(context.verbosity)
+    with _runtime_errors():
+        info = ctx_mod.resolve_container(context.runtime, name, stack)
+        stack_name, object_name = info.labels.get(L.STACK), info.labels.get(L.NAME)
+        if not stack_name or not object_name:
+            fail(f"container {info.name} is not managed by pyreconcile")
+        with context.stack_lock(stack_name):
+            done = rollback_mod.rollback(context.runtime, stack_name, object_name)
+    click.echo(f"{stack_name}/{object_name}: rolled back, {done.status}")
+
+
 class _runtime_errors:
     """Turn categorised runtime errors into one line on stderr and exit 1."""
 

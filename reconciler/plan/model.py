@@ -111,6 +111,8 @@ class ObservedContainer:
     restart_count: int = 0
     # the runtime config no longer matches what pyreconcile created (changed out of band)
     config_drift: bool = False
+    # put back to an earlier spec by `pyreconcile rollback`: an operator override
+    rolled_back: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

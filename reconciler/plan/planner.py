@@ -285,8 +285,16 @@ def _plan_container(
     if seen is None:
         return [action("create", "missing", (_MISSING,))], None
     applied: Mapping[str, Any] = seen.applied or {}
+    if seen.rolled_back and options.respect_overrides:
+        return [], model.Note(
+            "Container",
+            want.name,
+            "rolled back by an operator; self-heal leaves it until the next apply",
+        )
     if seen.spec_hash != essence_hash:
         reasons, category = _recreate_reasons(applied, record)
+        if seen.rolled_back:
+            reasons.append(model.Reason("", "rolled back by an operator; apply rolls it forward"))
         return [action("recreate", category, reasons)], None
     dependencies = _recreated_dependencies(want, recreated)
     if dependencies:

@@ -102,5 +102,6 @@ def observed_as_applied(
             exit_code=over.get("exitCode"),
             operator_stopped=over.get("operatorStopped", False),
             config_drift=over.get("configDrift", False),
+            rolled_back=over.get("rolledBack", False),
         )
     return model.ObservedState(desired.stack, images, nets, vols, containers)
