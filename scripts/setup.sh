@@ -3,6 +3,7 @@
 # a virtualenv in .venv, and the project installed into it (editable).
 #   scripts/setup.sh          what the demo needs
 #   scripts/setup.sh --test   plus what the tests need (peers, test tools)
+#   scripts/setup.sh --bench  plus the peers the benchmarks race (python -m bench)
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -14,12 +15,18 @@ fi
 
 # tini: its static build is the init of containers with `init: true` (bound in read-only)
 PACKAGES="python3 python3-venv python3-dev gcc libc6-dev busybox-static iproute2 nftables ca-certificates curl tini"
-if [ "${1:-}" = "--test" ]; then
+if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--bench" ]; then
     # peers and tools the tests drive: runc/crun (the shim's external runtimes),
     # skopeo (OCI layouts, docker archives, registry interop), docker-registry (a
     # registry on loopback), docker.io (a private dockerd that loads and runs what
     # we save and push; the tests start it with their own data root and socket)
     PACKAGES="$PACKAGES runc crun skopeo docker-registry docker.io git"
+fi
+
+if [ "${1:-}" = "--bench" ]; then
+    # the peers bench/ measures against (dockerd and compose, podman and its pause
+    # image's catatonit, hyperfine for reference); see docs/benchmarks.md
+    PACKAGES="$PACKAGES docker-compose podman catatonit hyperfine"
 fi
 
 missing=""
@@ -43,7 +50,7 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-if [ "${1:-}" = "--test" ]; then
+if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--bench" ]; then
     .venv/bin/python -m pip install -q -e '.[test]'
 else
     .venv/bin/python -m pip install -q -e .
