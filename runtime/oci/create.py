@@ -133,6 +133,7 @@ def create(
         finally:
             _reap(child)
         if error is not None:
+            hook_failed = isinstance(error, hooks.HookFailed)
             raise error
         if pid_file:
             _write_pid_file(pid_file, rec.pid)
@@ -263,6 +264,8 @@ def _wait_ready(
                 answers.hooks()
             elif msg["type"] == "ready":
                 return None
+            elif msg.get("category") == "HookFailed":
+                return hooks.HookFailed(f"create container {rec.id}: {msg.get('message')}")
             else:
                 category = getattr(errors, str(msg.get("category")), errors.Terminal)
                 if not (isinstance(category, type) and issubclass(category, errors.RuntimeError_)):

@@ -167,6 +167,8 @@ def exec_process(
         finally:
             _reap(stage)
         if error is not None:
+            if pid > 0:  # it reported and is exiting: reap it if we are its reaper, or
+                _reap(pid)  # it stays a zombie in the pid namespace and init cannot exit
             raise error
         if pid_file:
             state.write_file(os.path.abspath(pid_file), str(pid).encode(), 0o644)
@@ -249,6 +251,8 @@ def _read_reply(sync_r: int, container_id: str) -> tuple[int, errors.RuntimeErro
             if not (isinstance(category, type) and issubclass(category, errors.RuntimeError_)):
                 category = errors.Terminal
             return pid, category(f"exec in container {container_id}: {msg.get('message')}")
+    if pid <= 0 and buf:
+        return 0, errors.Terminal(f"exec in container {container_id}: no pid reported")
     if pid <= 0:
         return 0, errors.Terminal(f"exec in container {container_id}: the stage exited early")
     return pid, None

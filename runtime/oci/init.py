@@ -94,6 +94,7 @@ class Context:
         self.preserve_fds = 0
         self.last_cap = 40
         self.container_id = ""
+        self.host_pid = 0  # the init's pid as the caller sees it
         self.cmd_r = -1  # answers from the caller (userns maps written, hooks run)
         self.console_fd = -1  # connected --console-socket
         self.listener_fd = -1  # connected seccomp listenerPath
@@ -208,7 +209,7 @@ def _container_init(ctx: Context, go_r: int) -> None:
     try:
         rsys.prctl(rsys.PR_SET_DUMPABLE, 0)
         wait_for(go_r, b"g")
-        host_pid = int(os.readlink("/proc/self"))  # the host's /proc, until pivot_root
+        host_pid = ctx.host_pid = int(os.readlink("/proc/self"))  # the host's /proc, until pivot
         os.setsid()
         os.umask(0)
         spec = ctx.spec
@@ -289,7 +290,7 @@ def _seccomp_loader(ctx: Context) -> Callable[[], None] | None:
             with errors.map_os_errors(f"send the seccomp fd to {prof.listener_path}"):
                 notify = filt.notify_fd()
                 st = _state(ctx, 0)
-                st.update(status="creating", fds=["seccompFd"], pid=int(os.readlink("/proc/self")))
+                st.update(fds=["seccompFd"], pid=ctx.host_pid)
                 st["metadata"] = prof.listener_metadata
                 tty.send_fd(ctx.listener_fd, notify, jsonio.dumps(st))
                 os.close(notify)
