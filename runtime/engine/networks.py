@@ -385,14 +385,14 @@ class Networks:
             raise errors.AlreadyExists(
                 f"container {container.name} is already on network {network}"
             )
-        attachment = client.NetworkAttachmentConfig(network, aliases, ipv4_address)
-        new = dataclasses.replace(config, networks=(*config.networks, attachment))
-        self.check_attachments(new)
-        if self.namespace_for(config) == "host" or network in BUILTIN:
+        if network in BUILTIN or any(a.network in BUILTIN for a in config.networks):
             raise errors.FailedPrecondition(
                 f"container {container.name}: host and none networking cannot be combined "
                 "with other networks; recreate it with the networks it needs"
             )
+        attachment = client.NetworkAttachmentConfig(network, aliases, ipv4_address)
+        new = dataclasses.replace(config, networks=(*config.networks, attachment))
+        self.check_attachments(new)
         with self._locked():
             record = endpoints.load(self._layout.root, container.id)
             if running and record is None:

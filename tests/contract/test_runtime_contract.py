@@ -8,6 +8,7 @@ unit tests trust the fake only because it passes these too.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,54 @@ def test_network_records(rt: client.RuntimeClient) -> None:
     rt.remove_network("n1")
     with pytest.raises(errors.NotFound):
         rt.remove_network("n1")
+
+
+def test_connect_and_disconnect_change_a_containers_networks(rt: client.RuntimeClient) -> None:
+    rt.create_network(client.NetworkConfig(name="n2"))
+    rt.create_container(_config("cn"))
+    rt.connect_network("n2", "cn", aliases=("db",))
+    assert rt.get_container("cn").config.networks == (
+        client.NetworkAttachmentConfig("n2", ("db",), None),
+    )
+    with pytest.raises(errors.AlreadyExists):
+        rt.connect_network("n2", "cn")
+    with pytest.raises(errors.NotFound):
+        rt.connect_network("absent", "cn")
+    with pytest.raises(errors.NotFound):
+        rt.connect_network("n2", "absent")
+    with pytest.raises(errors.FailedPrecondition):
+        rt.connect_network("host", "cn")
+    with pytest.raises(errors.FailedPrecondition):
+        rt.remove_network("n2")  # in use
+    rt.disconnect_network("n2", "cn")
+    assert rt.get_container("cn").config.networks == ()
+    with pytest.raises(errors.NotFound):
+        rt.disconnect_network("n2", "cn")
+    rt.remove_container("cn")
+    rt.remove_network("n2")
+
+
+def test_published_ports_are_reported_while_running(rt: client.RuntimeClient) -> None:
+    rt.create_network(client.NetworkConfig(name="n3"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        fixed = s.getsockname()[1]
+    ports = (client.PortConfig(80), client.PortConfig(81, "udp", fixed, "127.0.0.1"))
+    rt.create_container(
+        _config("pub", ports=ports, networks=(client.NetworkAttachmentConfig("n3"),))
+    )
+    assert rt.list_published_ports() == []
+    started = rt.start_container("pub")
+    bound = {(b.container_port, b.protocol): b for b in rt.list_published_ports()}
+    assert set(bound) == {(80, "tcp"), (81, "udp")}
+    assert bound[(80, "tcp")].host_port > 0 and bound[(80, "tcp")].host_ip == "0.0.0.0"
+    assert bound[(81, "udp")].host_port == fixed and bound[(81, "udp")].host_ip == "127.0.0.1"
+    assert {b.container_id for b in bound.values()} == {started.id}
+    assert {b.container for b in bound.values()} == {"pub"}
+    rt.stop_container("pub", timeout=1)
+    assert rt.list_published_ports() == []
+    rt.remove_container("pub", force=True)
+    rt.remove_network("n3")
 
 
 def test_update_in_place_keeps_the_container(rt: client.RuntimeClient) -> None:
