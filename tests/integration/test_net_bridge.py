@@ -209,3 +209,35 @@ def test_published_ports_answer_from_the_host_loopback_other_hosts_and_container
         finally:
             run(roots, "delete", "-f", str(stack))
     assert not (roots.run_root / "netns").exists() or not list((roots.run_root / "netns").iterdir())
+
+
+def test_connect_and_disconnect_a_running_container(roots: Roots, busybox_tar: Path) -> None:
+    docs = (
+        network("a")
+        + network("b")
+        + container("web", WEB, "[b]")
+        + container("roamer", SLEEP, "[a]")
+    )
+    stack = write_stack(roots.base / "net4", busybox_tar, docs)
+    run(roots, "apply", "-f", str(stack))
+    try:
+        seen = running(roots, "web", "roamer")
+        roamer, web = seen["roamer"]["pid"], seen["web"]["pid"]
+        assert netlab.fetch(roamer, "http://web:8080/", timeout=2) is None
+        run(roots, "network", "connect", "net4/b", "net4/roamer", "--alias", "wanderer")
+        b = inspect(roots, "net4/b")
+        assert address_of(b, "roamer")
+        links = netlab.in_container(roamer, "ip", "-o", "link").stdout
+        assert "eth1" in links, links
+        assert wait_until(lambda: serving(roamer, "http://web:8080/"), what="web after connect")
+        # the peers learnt the new name at once (their /etc/hosts is rewritten in place)
+        assert "wanderer" in netlab.in_container(web, "cat", "/etc/hosts").stdout
+        assert ps(roots)["roamer"]["id"] == seen["roamer"]["id"]  # not recreated
+        # out of band for the stack: diff says so, and apply puts it back
+        assert run(roots, "diff", "-f", str(stack), check=False).returncode == 2
+        run(roots, "network", "disconnect", "net4/b", "net4/roamer")
+        assert "eth1" not in netlab.in_container(roamer, "ip", "-o", "link").stdout
+        assert "wanderer" not in netlab.in_container(web, "cat", "/etc/hosts").stdout
+        assert netlab.fetch(roamer, "http://web:8080/", timeout=2) is None
+    finally:
+        run(roots, "delete", "-f", str(stack))
