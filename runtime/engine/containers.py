@@ -20,6 +20,10 @@ shim for the same container at once.
 ``kill`` only sends a signal: what follows is the restart policy's call (a
 killed ``always`` container is restarted by its shim). ``stop`` is for good.
 ``restart`` is ``stop`` then ``start``.
+
+Shims are forked by the run root's fork server (:mod:`runtime.shim.forkserver`:
+about half the memory per container, and no interpreter start), or exec'd
+when it cannot be had or ``PYRECONCILE_SHIM_FORKSERVER=0``.
 """
 
 from __future__ import annotations
@@ -222,6 +226,11 @@ class Containers:
                         else DEFAULT_STOP_TIMEOUT
                     ),
                     restart_count=row.restart_count,
+                    fork_server=(
+                        None
+                        if os.environ.get("PYRECONCILE_SHIM_FORKSERVER") == "0"
+                        else self._layout.run_root
+                    ),
                 )
             )
         except BaseException as exc:

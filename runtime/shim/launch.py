@@ -11,6 +11,12 @@ runs, or raises the runtime's error (category and text as the shim saw them),
 by which time the shim has removed everything it made. The caller may exit
 right after: the shim lives on.
 
+With ``fork_server`` (a run root), the shim is forked by that run root's fork
+server instead (:mod:`runtime.shim.forkserver`: shared memory, a fork instead
+of an interpreter start), which is started first if it is not running; when
+no server can be had, the shim is exec'd as above. Either way it reports
+through the same pipe.
+
 Stopping and asking the shim is :class:`runtime.shim.client.ShimClient`'s job;
 finding out what became of it after an engine restart is
 :mod:`runtime.shim.restore`'s.
@@ -28,8 +34,8 @@ import sys
 import time
 
 from runtime import errors
+from runtime.shim import forkserver, policy, protocol, runtimes, statedir
 from runtime.shim import main as shim_main
-from runtime.shim import policy, protocol, runtimes, statedir
 
 DEFAULT_TIMEOUT = 60.0
 
@@ -61,6 +67,8 @@ class ShimOptions:
     stop_timeout: float = shim_main.DEFAULT_STOP_TIMEOUT
     #: restarts done by earlier shims of the container (the shim counts on from it)
     restart_count: int = 0
+    #: a run root: fork the shim from its fork server (None: exec a new interpreter)
+    fork_server: str | None = None
 
     def argv(self) -> list[str]:
         """The shim's command-line options (what ``pyreconcile-shim`` takes)."""
@@ -113,27 +121,34 @@ def spawn_shim(opts: ShimOptions, *, timeout: float = DEFAULT_TIMEOUT) -> ShimIn
     """
     opts.check()
     read_fd, write_fd = os.pipe()
+    proc: subprocess.Popen[bytes] | None = None
     try:
-        proc = subprocess.Popen(
-            bootstrap_argv(opts, write_fd),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            pass_fds=(write_fd,),
-            cwd="/",
-        )
+        if not (opts.fork_server and _fork(opts, write_fd)):
+            proc = subprocess.Popen(
+                bootstrap_argv(opts, write_fd),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                pass_fds=(write_fd,),
+                cwd="/",
+            )
     except OSError as exc:
         os.close(read_fd)
         raise errors.Unavailable(f"cannot start a shim with {sys.executable}: {exc}") from exc
+    except BaseException:
+        os.close(read_fd)
+        raise
     finally:
         os.close(write_fd)
-    assert proc.stderr is not None
     try:
-        messages, stderr = _collect(read_fd, proc.stderr.fileno(), timeout)
+        stderr_fd = proc.stderr.fileno() if proc is not None and proc.stderr else None
+        messages, stderr = _collect(read_fd, stderr_fd, timeout)
     finally:
         os.close(read_fd)
-        proc.stderr.close()
-        proc.wait()
+        if proc is not None:
+            if proc.stderr is not None:
+                proc.stderr.close()
+            proc.wait()
     final = messages[-1] if messages else {}
     shim_pid = next((m.get("pid") for m in messages if m.get("event") == "started"), None)
     if final.get("event") == "ready":
@@ -153,16 +168,21 @@ def spawn_shim(opts: ShimOptions, *, timeout: float = DEFAULT_TIMEOUT) -> ShimIn
             f"shim for container {opts.container_id} did not report within {timeout:.0f}s; "
             "it was killed and the container deleted"
         )
-    detail = stderr.decode(errors="replace").strip() or f"exit status {proc.returncode}"
+    status = f"exit status {proc.returncode}" if proc is not None else "no report"
+    detail = stderr.decode(errors="replace").strip() or status
     raise errors.Unavailable(
         f"shim for container {opts.container_id} failed to start: {detail[-2000:]}"
     )
 
 
-def _collect(sync_fd: int, stderr_fd: int, timeout: float) -> tuple[list[dict[str, object]], bytes]:
+def _collect(
+    sync_fd: int, stderr_fd: int | None, timeout: float
+) -> tuple[list[dict[str, object]], bytes]:
     """Read the shim's messages until ready/error, EOF or timeout; and the launcher's stderr."""
     messages: list[dict[str, object]] = []
-    buffers = {sync_fd: b"", stderr_fd: b""}
+    buffers = {sync_fd: b""}
+    if stderr_fd is not None:
+        buffers[stderr_fd] = b""
     deadline = time.monotonic() + timeout
     with selectors.DefaultSelector() as sel:
         for fd in buffers:
@@ -189,9 +209,62 @@ def _collect(sync_fd: int, stderr_fd: int, timeout: float) -> tuple[list[dict[st
                     if isinstance(message, dict):
                         messages.append(message)
                         if message.get("event") == "ready":
-                            return messages, buffers[stderr_fd]
+                            return messages, buffers.get(stderr_fd or -1, b"")
                         # after an error, EOF comes when the shim has exited
-    return messages, buffers[stderr_fd]
+    return messages, buffers.get(stderr_fd or -1, b"")
+
+
+def _fork(opts: ShimOptions, sync_fd: int) -> bool:
+    """Have the run root's fork server fork the shim; False when there is no server
+    to be had (the caller execs one instead). Raises InvalidSpec for bad options."""
+    assert opts.fork_server is not None
+    path = forkserver.socket_path(opts.fork_server, os.path.join(_RUNTIME_PARENT, "runtime"))
+    for attempt in range(2):
+        try:
+            forkserver.request(path, opts.argv(), sync_fd)
+            return True
+        except errors.Unavailable:
+            if attempt or not _start_fork_server(path):
+                return False
+    return False
+
+
+def _start_fork_server(path: str, timeout: float = DEFAULT_TIMEOUT) -> bool:
+    """Start a fork server at ``path``; True once it listens (or another one does)."""
+    read_fd, write_fd = os.pipe()
+    code = BOOTSTRAP.format(path=_RUNTIME_PARENT)
+    room = " " * forkserver.TITLE_ROOM  # where forked shims write their command lines
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", code, "--fork-server", str(write_fd), room],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            pass_fds=(write_fd,),
+            cwd="/",
+            env={**os.environ, forkserver.ENV_SOCKET: path},
+        )
+    except OSError:
+        os.close(read_fd)
+        return False
+    finally:
+        os.close(write_fd)
+    try:
+        with selectors.DefaultSelector() as sel:
+            sel.register(read_fd, selectors.EVENT_READ)
+            ready = b""
+            deadline = time.monotonic() + timeout
+            while b"\n" not in ready and time.monotonic() < deadline:
+                if not sel.select(deadline - time.monotonic()):
+                    break
+                chunk = os.read(read_fd, 64)
+                if not chunk:
+                    break
+                ready += chunk
+    finally:
+        os.close(read_fd)
+        proc.wait()
+    return ready.startswith(b"ready")
 
 
 def _abandon(opts: ShimOptions, shim_pid: int) -> None:

@@ -166,6 +166,10 @@ class _Sync:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--fork-server"] and len(args) >= 2 and args[1].isdigit():
+        from runtime.shim import forkserver  # a server of shims (see there)
+
+        return forkserver.serve_main(int(args[1]))
     sync_fd = _sync_fd_of(args)
     try:
         opts = parse_args(args)
@@ -184,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             if result_fd is not None:
                 os.close(result_fd)
             if os.fork() == 0:
-                os._exit(_run_shim(opts))
+                os._exit(run_shim(opts))
         finally:
             os._exit(0)
     os.close(opts.sync_fd)
@@ -237,7 +241,7 @@ def _detach() -> None:
     os.chdir("/")
 
 
-def _run_shim(opts: Options) -> int:
+def run_shim(opts: Options) -> int:
     """The long-lived shim. Returns its exit status (the caller ``_exit``s with it).
 
     After an error report the sync pipe is left open on purpose: the kernel
