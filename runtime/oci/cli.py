@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--pid-file", default="", help="write the init's pid here")
         cmd.add_argument("--preserve-fds", type=int, default=0, help="pass fds 3..3+N-1 on")
         cmd.add_argument("--console-socket", default="", help="unix socket for the pty master")
-        cmd.add_argument("--no-pivot", action="store_true", help="not supported")
+        cmd.add_argument("--no-pivot", action="store_true", help="MS_MOVE + chroot, not pivot_root")
         cmd.add_argument("--no-new-keyring", action="store_true", help="accepted, no effect")
         cmd.add_argument("container_id")
 
@@ -96,8 +96,6 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.systemd_cgroup:
         raise errors.InvalidSpec("--systemd-cgroup is not supported: cgroups are managed directly")
     if cmd in ("create", "run"):
-        if args.no_pivot:
-            raise errors.InvalidSpec("--no-pivot is not supported: pivot_root is always used")
         if cmd == "create":
             _create(root, args)
             return 0
@@ -175,6 +173,7 @@ def _create(root: str, args: argparse.Namespace) -> int:
         pid_file=args.pid_file or None,
         preserve_fds=args.preserve_fds,
         console_socket=args.console_socket or None,
+        no_pivot=args.no_pivot,
     )
 
 

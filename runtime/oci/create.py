@@ -38,6 +38,7 @@ def create(
     pid_file: str | None = None,
     preserve_fds: int = 0,
     console_socket: str | None = None,
+    no_pivot: bool = False,
 ) -> int:
     """Create the container from ``bundle/config.json``; return the init's pid.
 
@@ -48,6 +49,7 @@ def create(
     a caller that wants to ``waitpid`` it sets ``PR_SET_CHILD_SUBREAPER`` first.
     With ``process.terminal`` the pty master is sent to the unix socket
     ``console_socket`` (runc's ``--console-socket``), which is then required.
+    ``no_pivot`` uses ``MS_MOVE`` + ``chroot`` instead of ``pivot_root``.
     """
     state.check_id(container_id)
     if preserve_fds < 0:
@@ -85,6 +87,7 @@ def create(
     ctx.container_id = container_id
     ctx.stdio = (stdin, stdout, stderr)
     ctx.preserve_fds = preserve_fds
+    ctx.no_pivot = no_pivot
     opened: list[int] = []
     hook_failed = False
     try:

@@ -95,6 +95,7 @@ class Context:
         self.last_cap = 40
         self.container_id = ""
         self.host_pid = 0  # the init's pid as the caller sees it
+        self.no_pivot = False
         self.cmd_r = -1  # answers from the caller (userns maps written, hooks run)
         self.console_fd = -1  # connected --console-socket
         self.listener_fd = -1  # connected seccomp listenerPath
@@ -234,7 +235,7 @@ def _container_init(ctx: Context, go_r: int) -> None:
             if spec.process.terminal:
                 _setup_terminal(ctx, root_fd)
 
-        rootfs.prepare(spec, ctx.cgroup, "cgroup" in spec.namespaces, before_pivot)
+        rootfs.prepare(spec, ctx.cgroup, "cgroup" in spec.namespaces, before_pivot, ctx.no_pivot)
         rsys.reset_signals()
         path, env = process.finalize(spec.process, ctx.last_cap, _seccomp_loader(ctx))
         _cloexec_from(3 + ctx.preserve_fds)

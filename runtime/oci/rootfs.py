@@ -1,4 +1,4 @@
-"""Build the container's filesystem view; runs in the container's init, in
+r"""Build the container's filesystem view; runs in the container's init, in
 its new mount namespace, before ``pivot_root``.
 
 Order (each step needs the previous one):
@@ -29,6 +29,10 @@ Order (each step needs the previous one):
    /dev/null by path).
 5. ``pivot_root(".", ".")`` then a lazy unmount of the old root (made rslave
    first so the unmount does not propagate to the host), and ``root.readonly``.
+   Only when the caller asks (``no_pivot``, runc's ``--no-pivot``, for a
+   rootfs on a ramfs where pivot_root fails) the rootfs is moved onto ``/``
+   (``MS_MOVE``) and ``chroot``\ ed into instead: weaker, since the old root
+   stays reachable to a process that can escape a chroot (CAP_SYS_CHROOT).
 
 Raises ``runtime.errors`` categories whose messages name the path.
 """
@@ -99,6 +103,7 @@ def prepare(
     cg: cgroups.Cgroup,
     cgroupns: bool,
     before_pivot: Callable[[int], None] | None = None,
+    no_pivot: bool = False,
 ) -> None:
     """Everything from step 1 to 5 above; on return ``/`` is the container's.
 
@@ -131,12 +136,19 @@ def prepare(
             _mask(root_fd, spec.masked_paths, check_dev=not dev_is_bind)
         if before_pivot is not None:
             before_pivot(root_fd)
-        with errors.map_os_errors(f"pivot_root to {rootfs}"):
-            os.fchdir(root_fd)
-            rsys.pivot_root(".", ".")
-            rsys.mount(None, ".", None, rsys.MS_SLAVE | rsys.MS_REC)
-            rsys.umount2(".", rsys.MNT_DETACH)
-            os.chdir("/")
+        if no_pivot:
+            with errors.map_os_errors(f"move {rootfs} onto / and chroot (no_pivot)"):
+                os.fchdir(root_fd)
+                rsys.mount(".", "/", None, rsys.MS_MOVE)
+                os.chroot(".")
+                os.chdir("/")
+        else:
+            with errors.map_os_errors(f"pivot_root to {rootfs}"):
+                os.fchdir(root_fd)
+                rsys.pivot_root(".", ".")
+                rsys.mount(None, ".", None, rsys.MS_SLAVE | rsys.MS_REC)
+                rsys.umount2(".", rsys.MNT_DETACH)
+                os.chdir("/")
     finally:
         os.close(root_fd)
     if late:
