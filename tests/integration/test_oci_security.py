@@ -53,7 +53,8 @@ def test_masked_and_readonly_paths_cannot_be_read_written_or_remounted(oci: supp
         "echo c > /proc/sysrq-trigger 2>/dev/null && echo sysrq=yes || echo sysrq=no;"
         "echo 1 > /proc/sys/kernel/panic 2>/dev/null && echo procsys=yes || echo procsys=no;"
         "mount -o remount,rw /proc/sys 2>/dev/null && echo remount=yes || echo remount=no;"
-        "mount -o remount,bind,rw /proc/bus 2>/dev/null && echo remountbus=yes || echo remountbus=no;"
+        "mount -o remount,bind,rw /proc/bus 2>/dev/null && echo remountbus=yes "
+        "|| echo remountbus=no;"
         "umount /proc/timer_list 2>/dev/null && echo umount=yes || echo umount=no;"
         "umount -l /proc/sys 2>/dev/null && echo umountsys=yes || echo umountsys=no;"
         "grep -c ' /proc/sys ro,' /proc/self/mountinfo | sed s/^/rosys=/"
@@ -124,7 +125,7 @@ def test_no_pivot_only_when_asked_and_still_confined(oci: support.Env) -> None:
 
 
 def test_host_stdio_is_never_chowned(oci: support.Env) -> None:
-    """runc 1.1.1–1.1.4 and crun 1.8.1 chowned the host's /dev/null when it was
+    """runc 1.1.1 to 1.1.4 and crun 1.8.1 chowned the host's /dev/null when it was
     the stdin of ``exec --user``; this runtime only ever touches fds it made."""
     before = os.stat("/dev/null")
     null = os.open("/dev/null", os.O_RDWR)
@@ -135,7 +136,7 @@ def test_host_stdio_is_never_chowned(oci: support.Env) -> None:
 
         pid = oci.create("nul", ["sleep", "1000"], configure, stdin=null)
         lifecycle.start(oci.root, "nul")
-        proc = {"args": ["true"], "cwd": "/", "user": {"uid": 1234, "gid": 1234}}
+        proc: dict[str, object] = {"args": ["true"], "cwd": "/", "user": {"uid": 1234, "gid": 1234}}
         p = lifecycle.exec_process(oci.root, "nul", proc, stdin=null, stdout=null, stderr=null)
         assert support.wait(p) == 0
     finally:
