@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from runtime import client, errors
-from runtime.engine import metadata
+from runtime.engine import metadata, netviews
 from runtime.net import endpoints, health, ipam, links, names, netns, nft, plumbing, ports
 
 if TYPE_CHECKING:
@@ -287,8 +287,8 @@ def problems(
     nets: Networks, rows: Sequence[metadata.NetworkRow], attached: Sequence[endpoints.Record]
 ) -> dict[str, list[str]]:
     """Network id → what is missing on the host for it (see ``runtime.net.health``)."""
-    all_rows = nets.store.list_networks()
-    segments, forwards = nets.rule_inputs(all_rows, attached)
+    specs = [nets.spec(r) for r in nets.store.list_networks()]
+    segments, forwards = netviews.rule_inputs(specs, attached)
     live = [r for r in attached if netns.is_namespace(r.namespace)]
     with netns.iproute() as ipr:
         present = links.links(ipr)

@@ -33,7 +33,6 @@ import contextlib
 import dataclasses
 import fcntl
 import os
-import re
 import secrets
 import shutil
 import time
@@ -41,7 +40,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from runtime import client, errors
-from runtime.engine import layout, metadata, records
+from runtime.engine import layout, metadata, netviews, records
 from runtime.net import endpoints, hostsfile, ipam, names, netns, nft, plumbing
 
 if TYPE_CHECKING:
@@ -49,7 +48,6 @@ if TYPE_CHECKING:
 
 BUILTIN = ("host", "none")
 SUPPORTED_NETWORK_DRIVERS = ("host", "none", *plumbing.DRIVERS)
-_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,62 +99,26 @@ class Networks:
             tag=self.tag,
         )
 
-    @staticmethod
-    def info(
-        row: metadata.NetworkRow,
-        attached: Sequence[endpoints.Record] = (),
-        problems: Sequence[str] = (),
-    ) -> client.NetworkInfo:
-        found = []
-        for record in attached:
-            for e in record.endpoints:
-                if e.network_id == row.id:
-                    found.append(
-                        client.EndpointInfo(
-                            container=record.name,
-                            container_id=record.container_id,
-                            interface=e.interface,
-                            ipv4_address=e.address,
-                            prefixlen=e.prefixlen,
-                            aliases=e.aliases,
-                        )
-                    )
-        return client.NetworkInfo(
-            id=row.id,
-            name=row.name,
-            driver=row.driver,
-            subnet=row.subnet,
-            gateway=row.gateway,
-            ip_range=row.ip_range,
-            internal=row.internal,
-            options=row.options,
-            labels=row.labels,
-            annotations=row.annotations,
-            created_at=row.created_at,
-            endpoints=tuple(sorted(found, key=lambda e: e.container)),
-            problems=tuple(problems),
-        )
-
     # -- records ----------------------------------------------------------------
 
     def list(self) -> list[client.NetworkInfo]:
         rows = self._store.list_networks()
         attached = endpoints.load_all(self._layout.root)
         found = self._problems(rows, attached) if self._hosted(rows) else {}
-        return [self.info(r, attached, found.get(r.id, ())) for r in rows]
+        return [netviews.info(r, attached, found.get(r.id, ())) for r in rows]
 
     def get(self, name: str) -> client.NetworkInfo:
         row = self._store.get_network_by_name(name)
         attached = endpoints.load_all(self._layout.root)
         found = self._problems([row], attached) if self._hosted([row]) else {}
-        return self.info(row, attached, found.get(row.id, ()))
+        return netviews.info(row, attached, found.get(row.id, ()))
 
     @staticmethod
     def _hosted(rows: Sequence[metadata.NetworkRow]) -> bool:
         return any(r.driver in plumbing.DRIVERS for r in rows)
 
     def create(self, config: client.NetworkConfig) -> client.NetworkInfo:
-        check_name(config.name)
+        netviews.check_name(config.name)
         if config.name in BUILTIN:
             raise errors.InvalidSpec(f"network name {config.name!r} is reserved")
         if config.driver not in SUPPORTED_NETWORK_DRIVERS:
@@ -173,7 +135,7 @@ class Networks:
                 )
             return self._insert(config, config.subnet, config.gateway)
         plumbing.check_options(config.name, config.driver, options, config.subnet)
-        _check_addresses(config)
+        netviews.check_addresses(config)
         with self._locked(), netns.iproute() as ipr:
             try:
                 self._store.get_network_by_name(config.name)
@@ -181,8 +143,8 @@ class Networks:
                 pass
             else:
                 raise errors.AlreadyExists(f"network {config.name!r} already exists")
-            with plumbing_lock(config.driver):
-                subnet, gateway = self._addressing(ipr, config)
+            with netviews.plumbing_lock(config.driver):
+                subnet, gateway = netviews.addressing(ipr, self._store, config)
                 info = self._insert(config, subnet, gateway)
                 row = self._store.get_network_by_name(config.name)
                 try:
@@ -194,22 +156,6 @@ class Networks:
                     self._undo_create(ipr, row, exc)
                     raise
         return info
-
-    def _addressing(self, ipr: IPRoute, config: client.NetworkConfig) -> tuple[str, str | None]:
-        """The subnet and gateway of a new network, checked against the host."""
-        from runtime.net import subnets
-
-        taken = [(r.name, r.subnet) for r in self._store.list_networks() if r.subnet]
-        routes = subnets.host_routes(ipr) if config.driver != "macvlan" else []
-        if config.subnet:
-            subnets.check_free(config.name, config.subnet, routes, taken)
-            subnet = config.subnet
-        else:
-            subnet = subnets.choose(routes, taken)
-        gateway = config.gateway
-        if gateway is None and config.driver in ("bridge", "macvlan"):
-            gateway = subnets.default_gateway(subnet)
-        return subnet, gateway
 
     def _insert(
         self, config: client.NetworkConfig, subnet: str | None, gateway: str | None
@@ -231,7 +177,7 @@ class Networks:
             self._store.insert_network(row)
         except errors.AlreadyExists:
             raise errors.AlreadyExists(f"network {config.name!r} already exists") from None
-        return self.info(row)
+        return netviews.info(row)
 
     def _undo_create(self, ipr: IPRoute, row: metadata.NetworkRow, exc: BaseException) -> None:
         try:
@@ -254,7 +200,7 @@ class Networks:
 
     def remove(self, name: str) -> None:
         row = self._store.get_network_by_name(name)
-        users = _users(self._store, name)
+        users = netviews.users(self._store, name)
         if users:
             raise errors.FailedPrecondition(
                 f"network {name!r} is in use by container {', '.join(users)}: remove it first"
@@ -425,22 +371,7 @@ class Networks:
             self._store.update_container(container.id, config_json=records.config_to_json(new))
 
     def published_ports(self) -> builtins.list[client.PortBinding]:
-        found = []
-        for record in endpoints.load_all(self._layout.root):
-            if not netns.is_namespace(record.namespace):
-                continue
-            for b in record.ports:
-                found.append(
-                    client.PortBinding(
-                        container=record.name,
-                        container_id=record.container_id,
-                        container_port=b.container_port,
-                        protocol="udp" if b.protocol == "udp" else "tcp",
-                        host_ip=b.host_ip,
-                        host_port=b.host_port,
-                    )
-                )
-        return sorted(found, key=lambda b: (b.container, b.host_port, b.protocol))
+        return netviews.published_ports(endpoints.load_all(self._layout.root))
 
     # -- derived state ------------------------------------------------------------
 
@@ -461,41 +392,9 @@ class Networks:
                 hostsfile.lines_for(record, everyone),
             )
 
-    def rule_inputs(
-        self, rows: Sequence[metadata.NetworkRow], attached: Sequence[endpoints.Record]
-    ) -> tuple[builtins.list[nft.Segment], builtins.list[nft.Forward]]:
-        segments = []
-        for row in rows:
-            spec = self._spec(row)
-            if not spec.has_bridge or not row.subnet:
-                continue
-            segments.append(
-                nft.Segment(
-                    network_id=row.id,
-                    bridge=spec.bridge,
-                    subnet=row.subnet,
-                    internal=row.internal or row.driver == "overlay",
-                    outbound=spec.routes_out,
-                )
-            )
-        forwards = [
-            nft.Forward(
-                container_id=r.container_id,
-                protocol=b.protocol,
-                host_ip=b.host_ip,
-                host_port=b.host_port,
-                address=b.address,
-                container_port=b.container_port,
-            )
-            for r in attached
-            if netns.is_namespace(r.namespace)  # stale after a reboot: not forwarded
-            for b in r.ports
-        ]
-        return segments, forwards
-
     def _apply_rules(self) -> None:
-        rows = self._store.list_networks()
-        segments, forwards = self.rule_inputs(rows, endpoints.load_all(self._layout.root))
+        specs = [self._spec(r) for r in self._store.list_networks()]
+        segments, forwards = netviews.rule_inputs(specs, endpoints.load_all(self._layout.root))
         nft.apply(self.table, segments, forwards)
 
     def repair(self, row: metadata.NetworkRow) -> None:
@@ -529,72 +428,3 @@ class Networks:
 
     def ipam_dir(self, network_id: str) -> str:
         return self._ipam_dir(network_id)
-
-
-@contextlib.contextmanager
-def plumbing_lock(driver: str) -> Iterator[None]:
-    """The host-wide subnet lock while a bridge network is made (see ``subnets``)."""
-    from runtime.net import subnets
-
-    if driver == "macvlan":
-        yield
-        return
-    with subnets.host_lock():
-        yield
-
-
-def check_name(name: str) -> None:
-    if not _NAME.match(name):
-        raise errors.InvalidSpec(
-            f"invalid network name {name!r}: use letters, digits, '_', '.', '-' "
-            "(at most 128), starting with a letter or digit"
-        )
-
-
-def _check_addresses(config: client.NetworkConfig) -> None:
-    import ipaddress
-
-    if not config.subnet:
-        if config.gateway or config.ip_range:
-            raise errors.InvalidSpec(f"network {config.name}: gateway and ipRange need a subnet")
-        return
-    try:
-        net = ipaddress.IPv4Network(config.subnet, strict=True)
-    except ValueError as exc:
-        raise errors.InvalidSpec(
-            f"network {config.name}: subnet {config.subnet!r} is not an IPv4 network: {exc}"
-        ) from None
-    if net.prefixlen > 30:
-        raise errors.InvalidSpec(
-            f"network {config.name}: subnet {config.subnet} is too small (at most /30)"
-        )
-    if config.gateway:
-        try:
-            gateway = ipaddress.IPv4Address(config.gateway)
-        except ValueError:
-            raise errors.InvalidSpec(
-                f"network {config.name}: gateway {config.gateway!r} is not an IPv4 address"
-            ) from None
-        if gateway not in net:
-            raise errors.InvalidSpec(
-                f"network {config.name}: gateway {config.gateway} is outside {config.subnet}"
-            )
-    if config.ip_range:
-        try:
-            span = ipaddress.IPv4Network(config.ip_range, strict=True)
-        except ValueError as exc:
-            raise errors.InvalidSpec(
-                f"network {config.name}: ipRange {config.ip_range!r} is not a network: {exc}"
-            ) from None
-        if not span.subnet_of(net):
-            raise errors.InvalidSpec(
-                f"network {config.name}: ipRange {config.ip_range} is outside {config.subnet}"
-            )
-
-
-def _users(store: metadata.MetadataStore, name: str) -> list[str]:
-    return [
-        row.name
-        for row in store.list_containers()
-        if any(a.network == name for a in records.config_from_json(row.config_json).networks)
-    ]
