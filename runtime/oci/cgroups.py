@@ -237,6 +237,7 @@ def device_rules(
 
 def _apply_v1(cg: Cgroup, res: config.Resources, rules: list[config.DeviceRule]) -> None:
     mem = cg.dir_for("memory")
+    _apply_v1_memory_extras(mem, res)
     if res.memory_limit is not None or res.memory_reservation is not None or res.memory_swap:
         mem = _need(mem, "memory", "linux.resources.memory")
         if res.memory_limit is not None:
@@ -278,6 +279,32 @@ def _apply_v1(cg: Cgroup, res: config.Resources, rules: list[config.DeviceRule])
             minor = "*" if rule.minor < 0 else str(rule.minor)
             line = f"{rule.type} {major}:{minor} {rule.access}" if rule.type != "a" else "a"
             _write(dev, "devices.allow" if rule.allow else "devices.deny", line)
+
+
+def _apply_v1_memory_extras(mem: str | None, res: config.Resources) -> None:
+    """swappiness, the OOM killer switch, and the deprecated kernel memory
+    limits — the latter only where this kernel still has the files (Linux 6.x
+    dropped kmem limits; runc ignores them too)."""
+    extras = res.memory_swappiness is not None or res.oom_kill_disable
+    if not extras and res.memory_kernel is None and res.memory_kernel_tcp is None:
+        return
+    if extras:
+        mem = _need(mem, "memory", "linux.resources.memory")
+        if res.memory_swappiness is not None:
+            _write(mem, "memory.swappiness", str(res.memory_swappiness))
+        if res.oom_kill_disable:
+            _write(mem, "memory.oom_control", "1")
+    if mem is None:
+        return
+    for name, value in (
+        ("memory.kmem.limit_in_bytes", res.memory_kernel),
+        ("memory.kmem.tcp.limit_in_bytes", res.memory_kernel_tcp),
+    ):
+        if value is not None and os.path.exists(os.path.join(mem, name)):
+            try:
+                _write(mem, name, str(value))
+            except errors.Unavailable:
+                pass  # EOPNOTSUPP: the file is kept for compatibility, the limit is gone
 
 
 def _need(d: str | None, controller: str, field: str) -> str:

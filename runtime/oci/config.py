@@ -12,6 +12,11 @@ Choices:
   features this runtime cannot apply (AppArmor/SELinux labels, Intel RDT,
   blkio/hugetlb/network/rdma limits) are errors, never silently dropped: a
   container must not run with less isolation than its config asked for.
+- Without a new mount namespace (none listed: the caller's, as runc allows;
+  or one joined by path) the rootfs is prepared in that namespace and entered
+  with ``chroot`` — its mounts are visible there, and ``delete`` detaches them
+  from the caller's namespace. Supported for conformance; engines should
+  always ask for a new one.
 - A new user namespace needs ``uidMappings`` and ``gidMappings`` (the caller
   writes them, as root, into ``/proc/<pid>/uid_map``: no newuidmap helper).
 - Capability names the kernel does not know yet (above ``cap_last_cap``) are
@@ -123,9 +128,13 @@ class Resources:
         "cpu_quota",
         "cpu_shares",
         "devices",
+        "memory_kernel",
+        "memory_kernel_tcp",
         "memory_limit",
         "memory_reservation",
         "memory_swap",
+        "memory_swappiness",
+        "oom_kill_disable",
         "pids_limit",
     )
 
@@ -133,6 +142,10 @@ class Resources:
         self.memory_limit: int | None = None
         self.memory_reservation: int | None = None
         self.memory_swap: int | None = None
+        self.memory_kernel: int | None = None  # deprecated: applied where the kernel has it
+        self.memory_kernel_tcp: int | None = None
+        self.memory_swappiness: int | None = None
+        self.oom_kill_disable = False
         self.cpu_shares: int | None = None
         self.cpu_quota: int | None = None
         self.cpu_period: int | None = None
@@ -169,6 +182,11 @@ class Spec:
         self.personality: int | None = None
         self.seccomp: seccomp.Profile | None = None
         self.hooks: dict[str, list[hooks.Hook]] = {}
+
+    @property
+    def private_mounts(self) -> bool:
+        """A new mount namespace of its own (else: the caller's, or one joined by path)."""
+        return "mount" in self.namespaces and self.namespaces["mount"] is None
 
     @property
     def new_userns(self) -> bool:
@@ -217,11 +235,6 @@ def parse(doc: object, bundle: str) -> Spec:
         raise errors.InvalidSpec(
             "config.json: hostname needs a private uts namespace: add {type: uts} to "
             "linux.namespaces"
-        )
-    if spec.namespaces.get("mount", "") is not None:
-        raise errors.InvalidSpec(
-            "config.json: linux.namespaces needs a new mount namespace ({type: mount} without "
-            "a path): the rootfs is set up in it"
         )
     _check_sysctls(spec)
     _check_userns(spec)
@@ -328,11 +341,14 @@ def _resources(res: dict[str, object], out: Resources) -> None:
     out.memory_limit = _int_or_none(mem, "limit", "linux.resources.memory")
     out.memory_reservation = _int_or_none(mem, "reservation", "linux.resources.memory")
     out.memory_swap = _int_or_none(mem, "swap", "linux.resources.memory")
-    for key in ("kernel", "kernelTCP", "swappiness"):
-        if mem.get(key) is not None:
-            raise errors.InvalidSpec(
-                f"config.json: linux.resources.memory.{key} is not supported by pyreconcile-runc"
-            )
+    out.memory_kernel = _int_or_none(mem, "kernel", "linux.resources.memory")
+    out.memory_kernel_tcp = _int_or_none(mem, "kernelTCP", "linux.resources.memory")
+    out.memory_swappiness = _int_or_none(mem, "swappiness", "linux.resources.memory")
+    if out.memory_swappiness is not None and not 0 <= out.memory_swappiness <= 100:
+        raise errors.InvalidSpec("config.json: linux.resources.memory.swappiness must be 0..100")
+    out.oom_kill_disable = want(
+        mem.get("disableOOMKiller", False), bool, "linux.resources.memory.disableOOMKiller"
+    )
     cpu = want(res.get("cpu", {}), dict, "linux.resources.cpu")
     out.cpu_shares = _int_or_none(cpu, "shares", "linux.resources.cpu")
     out.cpu_quota = _int_or_none(cpu, "quota", "linux.resources.cpu")

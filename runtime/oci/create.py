@@ -83,6 +83,7 @@ def create(
     rec.cgroup_dirs = cg.dirs
     rec.freezer = cgroups.freezer_of(cg)
     rec.hooks = hooks.to_json(spec.hooks)
+    rec.host_mounts = "mount" not in spec.namespaces
     ctx = init.Context(spec, cg)
     ctx.container_id = container_id
     ctx.stdio = (stdin, stdout, stderr)
@@ -304,6 +305,8 @@ def _undo(root: str, rec: state.Record, exc: BaseException) -> None:
                     pass
                 _reap(rec.pid)  # ours only if we are its subreaper; else ECHILD at once
         cgroups.remove(rec.cgroup_dirs)
+        if rec.host_mounts:
+            state.detach_rootfs(rec.rootfs)
         state.remove_dir(os.path.join(root, rec.id))
     except Exception as cleanup:  # keep the original error; say what is left
         exc.add_note(f"cleanup after the failed create also failed: {cleanup}")

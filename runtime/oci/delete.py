@@ -61,5 +61,7 @@ def delete(root: str, container_id: str, *, force: bool = False) -> list[str]:
                 )
             time.sleep(0.002)
     cgroups.remove(rec.cgroup_dirs)
+    if rec.host_mounts:
+        state.detach_rootfs(rec.rootfs)
     state.remove_dir(cdir)
     return start.run_state_hooks(rec, "poststop", "stopped")

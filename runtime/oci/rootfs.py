@@ -114,8 +114,13 @@ def prepare(
     early, late = spec.rootfs_propagation, 0
     if early & (rsys.MS_SHARED | rsys.MS_UNBINDABLE):
         early, late = rsys.MS_SLAVE | rsys.MS_REC, early
-    with errors.map_os_errors("make the mounts of / private to the container"):
-        rsys.mount(None, "/", None, early)
+    own = spec.private_mounts
+    if not own:
+        early = late = 0  # never change the propagation of someone else's mounts
+        no_pivot = True  # nor the root of their namespace: chroot
+    if early:
+        with errors.map_os_errors("make the mounts of / private to the container"):
+            rsys.mount(None, "/", None, early)
     with errors.map_os_errors(f"bind the rootfs {rootfs} on itself"):
         rsys.mount(rootfs, rootfs, None, rsys.MS_BIND | rsys.MS_REC)
         root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -136,7 +141,12 @@ def prepare(
             _mask(root_fd, spec.masked_paths, check_dev=not dev_is_bind)
         if before_pivot is not None:
             before_pivot(root_fd)
-        if no_pivot:
+        if not own:
+            with errors.map_os_errors(f"chroot to {rootfs} (no mount namespace of its own)"):
+                os.fchdir(root_fd)
+                os.chroot(".")
+                os.chdir("/")
+        elif no_pivot:
             with errors.map_os_errors(f"move {rootfs} onto / and chroot (no_pivot)"):
                 os.fchdir(root_fd)
                 rsys.mount(".", "/", None, rsys.MS_MOVE)

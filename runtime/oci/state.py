@@ -65,6 +65,7 @@ class Record:
         self.cgroup_dirs: list[str] = []
         self.freezer = ""  # v1 freezer dir, or the v2 dir (cgroup.freeze)
         self.hooks: dict[str, object] = {}  # poststart/poststop … as in config.json
+        self.host_mounts = False  # mounts made in the caller's namespace (no mount ns)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -79,6 +80,7 @@ class Record:
             "cgroup_dirs": self.cgroup_dirs,
             "freezer": self.freezer,
             "hooks": self.hooks,
+            "host_mounts": self.host_mounts,
         }
 
     @classmethod
@@ -93,6 +95,7 @@ class Record:
         rec.freezer = str(doc.get("freezer", ""))  # absent in state files of older versions
         hooks = doc.get("hooks", {})
         rec.hooks = hooks if isinstance(hooks, dict) else {}
+        rec.host_mounts = doc.get("host_mounts") is True
         return rec
 
 
@@ -258,3 +261,15 @@ def remove_dir(cdir: str) -> None:
 def _rfc3339(ns: int) -> str:
     secs, frac = divmod(ns, 1_000_000_000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:09d}Z"
+
+
+def detach_rootfs(rootfs: str) -> None:
+    """Lazily unmount the rootfs bind (and every mount under it) that a
+    container without a mount namespace left in ours."""
+    import runtime.sys as rsys
+
+    with open("/proc/self/mountinfo", "rb") as f:
+        points = [line.split()[4].decode().replace("\\040", " ") for line in f]
+    if rootfs in points:
+        with errors.map_os_errors(f"unmount the container's mounts at {rootfs}"):
+            rsys.umount2(rootfs, rsys.MNT_DETACH)

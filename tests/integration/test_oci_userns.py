@@ -1,4 +1,4 @@
-"""User and time namespaces: uid/gid maps written by the runtime (no
+"""User, time and mount namespaces: uid/gid maps written by the runtime (no
 newuidmap), root inside being an unprivileged host uid, devices bound from
 the host where mknod is not allowed, and clock offsets."""
 
@@ -98,3 +98,25 @@ def test_joining_a_user_namespace_by_path(oci: support.Env) -> None:
     assert r.lines() == [os.readlink(f"/proc/{owner}/ns/user"), "0"]
     lifecycle.delete(oci.root, "owner", force=True)
     support.wait(owner)
+
+
+def test_without_a_mount_namespace_the_mounts_are_detached_at_delete(oci: support.Env) -> None:
+    """runc runs a config that lists no mount namespace in the caller's one
+    (runtime-tools linux_ns_itype); so do we, with chroot, and delete takes
+    the mounts it made there away again."""
+
+    def configure(doc: dict[str, Any]) -> None:
+        doc["linux"]["namespaces"] = [
+            ns for ns in doc["linux"]["namespaces"] if ns["type"] != "mount"
+        ]
+
+    pid = oci.create(
+        "nomnt", ["sh", "-c", "ls /proc/self/ns >/dev/null; readlink /proc/self/ns/mnt"], configure
+    )
+    points = Path("/proc/self/mountinfo").read_text()
+    assert f" {oci.rootfs}/proc " in points  # made in our namespace
+    lifecycle.start(oci.root, "nomnt")
+    assert support.wait(pid) == 0
+    assert oci.output("nomnt")[0].strip() == os.readlink("/proc/self/ns/mnt")
+    lifecycle.delete(oci.root, "nomnt")
+    assert str(oci.rootfs) not in Path("/proc/self/mountinfo").read_text()
