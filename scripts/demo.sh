@@ -11,10 +11,11 @@ cat <<EOT
 
 The demo stack is running. Look at it with:
   $P ps                              # the containers, their state and restarts
-  $P logs demo/ticker                # what the ticker printed
-  curl -s http://127.0.0.1:8080/       # the page web serves from the shared volume
+  $P logs demo/client                # client fetches web by name every 5 s
+  curl -s http://127.0.0.1:8080/       # the page web serves, published on loopback
+  $P network inspect demo/backend    # the bridge network: subnet, containers, drift
   $P diff -f manifests/demo; echo \$?  # 0: the host matches the manifests
-Change something (an env value in manifests/demo/stack.yaml), then diff and apply again.
+Change something (GREETING in manifests/demo/stack.yaml), then diff and apply again.
 Remove it all with:
   $P delete -f manifests/demo --volumes
 EOT
