@@ -186,8 +186,17 @@ def _warm() -> None:
     )
 
     try:
-        from runtime.oci import create, delete, kill, lifecycle, start, state  # noqa: F401
+        from runtime.oci import create, delete, kill, lifecycle, seccomp, start, state  # noqa: F401
+        from runtime.sys import seccomp as libseccomp
     except ImportError:  # pragma: no cover - an external-runtime-only install
+        return
+    # Containers get Docker's default profile: its data, the library and the
+    # ctypes prototypes are loaded once here, not in every shim.
+    try:
+        if libseccomp.available():
+            profile = seccomp.parse(seccomp.default_profile(["CAP_CHOWN"]))
+            seccomp.compile_filter(profile).release()
+    except Exception:  # pragma: no cover - warming up is best effort
         pass
 
 

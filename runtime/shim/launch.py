@@ -25,6 +25,7 @@ finding out what became of it after an engine restart is
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import os
 import selectors
@@ -216,17 +217,39 @@ def _collect(
 
 def _fork(opts: ShimOptions, sync_fd: int) -> bool:
     """Have the run root's fork server fork the shim; False when there is no server
-    to be had (the caller execs one instead). Raises InvalidSpec for bad options."""
+    to be had (the caller execs one instead). Raises InvalidSpec for bad options.
+
+    Starting a server is serialised (a flock beside its socket, which threads
+    of one process contend for too): shims of one run root should share one
+    server's pages, not be spread over racing ones.
+    """
     assert opts.fork_server is not None
     path = forkserver.socket_path(opts.fork_server, os.path.join(_RUNTIME_PARENT, "runtime"))
-    for attempt in range(2):
-        try:
+    try:
+        forkserver.request(path, opts.argv(), sync_fd)
+        return True
+    except errors.Unavailable:
+        pass
+    try:
+        lock = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:  # another thread or process may have started one meanwhile
             forkserver.request(path, opts.argv(), sync_fd)
             return True
         except errors.Unavailable:
-            if attempt or not _start_fork_server(path):
-                return False
-    return False
+            pass
+        if not _start_fork_server(path):
+            return False
+    finally:
+        os.close(lock)
+    try:
+        forkserver.request(path, opts.argv(), sync_fd)
+        return True
+    except errors.Unavailable:
+        return False
 
 
 def _start_fork_server(path: str, timeout: float = DEFAULT_TIMEOUT) -> bool:
