@@ -111,11 +111,22 @@ def to_json(hooks: dict[str, list[Hook]]) -> dict[str, object]:
     }
 
 
-def run_all(kind: str, hooks: list[Hook], state: dict[str, object]) -> None:
-    """Run ``hooks`` in order; the first failure raises :class:`HookFailed`."""
+def run_all(
+    kind: str, hooks: list[Hook], state: dict[str, object], *, keep_going: bool = False
+) -> list[str]:
+    """Run ``hooks`` in order. The first failure raises :class:`HookFailed`,
+    unless ``keep_going`` (poststart, poststop: "the remaining hooks and the
+    lifecycle continue"): then every hook runs and the failures are returned."""
     data = jsonio.dumps(state).encode()
+    failures = []
     for i, hook in enumerate(hooks):
-        _run(f"{kind} hook #{i} ({hook.path})", hook, data)
+        try:
+            _run(f"{kind} hook #{i} ({hook.path})", hook, data)
+        except HookFailed as exc:
+            if not keep_going:
+                raise
+            failures.append(str(exc))
+    return failures
 
 
 def _run(what: str, hook: Hook, data: bytes) -> None:

@@ -78,10 +78,12 @@ def run_state_hooks(rec: state.Record, kind: str, status: str) -> list[str]:
 
     try:
         parsed = hooks.parse({kind: rec.hooks[kind]})
-        hooks.run_all(kind, parsed.get(kind, []), state.oci_state(rec, status))
+        failed = hooks.run_all(
+            kind, parsed.get(kind, []), state.oci_state(rec, status), keep_going=True
+        )
     except errors.RuntimeError_ as exc:
-        return [f"container {rec.id}: {exc}"]
-    return []
+        failed = [str(exc)]
+    return [f"container {rec.id}: {text}" for text in failed]
 
 
 def _raise_not_started(root: str, rec: state.Record) -> NoReturn:

@@ -102,15 +102,21 @@ def test_a_hook_that_hangs_is_killed_at_its_timeout(oci: support.Env) -> None:
 
 
 def test_poststart_and_poststop_failures_are_warnings(oci: support.Env) -> None:
+    ran = oci.base / "second-poststart.ran"
+
     def configure(doc: dict[str, Any]) -> None:
         doc["hooks"] = {
-            "poststart": [{"path": "/bin/false"}],
+            "poststart": [
+                {"path": "/bin/false"},
+                {"path": "/bin/touch", "args": ["touch", str(ran)]},
+            ],
             "poststop": [{"path": "/no/such/hook"}],
         }
 
     pid = oci.create("warn", ["true"], configure)
     [warning] = lifecycle.start(oci.root, "warn")
     assert "poststart hook #0 (/bin/false) exited with status 1" in warning
+    assert ran.exists()  # the hooks after a failed one still run
     assert support.wait(pid) == 0
     [warning] = lifecycle.delete(oci.root, "warn")
     assert "cannot execute /no/such/hook" in warning
