@@ -108,7 +108,8 @@ def create(
         if spec.seccomp is not None:
             from runtime.oci import seccomp
 
-            ctx.seccomp = seccomp.compile_filter(spec.seccomp)
+            cache = os.path.join(root, "@seccomp")  # "@": never a container id
+            ctx.seccomp = seccomp.program_for(spec.seccomp, cache)
         sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
         opened += [sync_r, sync_w]
         ctx.sync_w = sync_w = _above(sync_w, ctx.preserve_fds, opened)
@@ -123,8 +124,6 @@ def create(
         child = os.fork()
         if child == 0:
             init.intermediate(ctx)  # never returns
-        if ctx.seccomp is not None:
-            ctx.seccomp.release()  # the children have their copies
         for fd in (sync_w, ctx.cmd_r):
             if fd >= 0:
                 os.close(fd)

@@ -58,12 +58,11 @@ from runtime import errors
 from runtime.oci import cgroups, config, hooks, paths, process, rootfs, state
 from runtime.shim import jsonio
 from runtime.sys import netdev, tty
+from runtime.sys import seccomp as scmp
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-    from runtime.sys import seccomp as scmp
 
 __all__ = ["Context", "intermediate", "move_above", "send", "wait_for"]
 
@@ -99,7 +98,7 @@ class Context:
         self.cmd_r = -1  # answers from the caller (userns maps written, hooks run)
         self.console_fd = -1  # connected --console-socket
         self.listener_fd = -1  # connected seccomp listenerPath
-        self.seccomp: scmp.Filter | None = None  # compiled by the caller
+        self.seccomp: tuple[bytes, int] | None = None  # BPF program and flags, by the caller
 
 
 def send(fd: int, message: dict[str, object]) -> None:
@@ -278,18 +277,17 @@ def _state(ctx: Context, pid: int) -> dict[str, object]:
 
 def _seccomp_loader(ctx: Context) -> Callable[[], None] | None:
     """What loads the filter (and sends a notify fd to the listener), or None."""
-    filt = ctx.seccomp
-    if filt is None:
+    if ctx.seccomp is None:
         return None
+    program, flags = ctx.seccomp
 
     def load() -> None:
         with errors.map_os_errors("load the seccomp filter"):
-            filt.load()
+            notify = scmp.load_program(program, flags)
         if ctx.listener_fd >= 0:
             prof = ctx.spec.seccomp
             assert prof is not None
             with errors.map_os_errors(f"send the seccomp fd to {prof.listener_path}"):
-                notify = filt.notify_fd()
                 st = _state(ctx, 0)
                 st.update(fds=["seccompFd"], pid=ctx.host_pid)
                 st["metadata"] = prof.listener_metadata

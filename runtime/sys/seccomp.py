@@ -19,6 +19,8 @@ from __future__ import annotations
 import ctypes
 import os
 
+import runtime.sys as rsys
+
 __all__ = [
     "ACTIONS",
     "ATTR_CTL_LOG",
@@ -30,6 +32,7 @@ __all__ = [
     "action_value",
     "arch_token",
     "available",
+    "load_program",
     "native_arch",
     "resolve_syscall",
     "version",
@@ -106,6 +109,7 @@ def _load() -> ctypes.CDLL:
         lib.seccomp_load.argtypes = [ctypes.c_void_p]
         lib.seccomp_notify_fd.argtypes = [ctypes.c_void_p]
         lib.seccomp_version.restype = ctypes.POINTER(ctypes.c_uint * 3)
+        lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
         _lib = lib
     return _lib
 
@@ -192,6 +196,18 @@ class Filter:
     def load(self) -> None:
         _check(self._lib.seccomp_load(self._handle()), "seccomp_load")
 
+    def export_bpf(self) -> bytes:
+        """The BPF program :meth:`load` would install (``struct sock_filter``
+        array), for :func:`load_program` — generating it is most of the cost
+        of loading a large profile, and the bytes can be cached."""
+        fd = os.memfd_create("seccomp-bpf", os.MFD_CLOEXEC)
+        try:
+            _check(self._lib.seccomp_export_bpf(self._handle(), fd), "seccomp_export_bpf")
+            size = os.fstat(fd).st_size
+            return os.pread(fd, size, 0)
+        finally:
+            os.close(fd)
+
     def notify_fd(self) -> int:
         """The user-notification fd of a loaded filter with SCMP_ACT_NOTIFY rules."""
         return _check(self._lib.seccomp_notify_fd(self._handle()), "seccomp_notify_fd")
@@ -200,3 +216,33 @@ class Filter:
         if self._ctx is not None:
             self._lib.seccomp_release(self._ctx)
             self._ctx = None
+
+
+# seccomp(2)
+_SECCOMP_SET_MODE_FILTER = 1
+FILTER_FLAG_TSYNC = 1
+FILTER_FLAG_LOG = 2
+FILTER_FLAG_SPEC_ALLOW = 4
+FILTER_FLAG_NEW_LISTENER = 8
+
+
+class _Fprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def load_program(program: bytes, flags: int = 0) -> int:
+    """Install a BPF program (as exported by :meth:`Filter.export_bpf`) with
+    seccomp(2); returns the notify fd with ``FILTER_FLAG_NEW_LISTENER``, else 0.
+    Needs no_new_privs or CAP_SYS_ADMIN, like any filter."""
+    if not program or len(program) % 8:
+        raise OSError(22, "seccomp program is empty or not whole instructions")
+    buf = ctypes.create_string_buffer(program, len(program))
+    prog = _Fprog(len(program) // 8, ctypes.addressof(buf))
+    nr = rsys.syscall_number("seccomp")
+    rc = int(
+        rsys.libc.syscall(nr, _SECCOMP_SET_MODE_FILTER, ctypes.c_uint(flags), ctypes.byref(prog))
+    )
+    if rc < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"seccomp(SET_MODE_FILTER): {os.strerror(err)}")
+    return rc

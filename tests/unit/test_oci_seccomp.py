@@ -143,3 +143,18 @@ def test_libseccomp_compiles_the_default_profile_and_odd_rules() -> None:
     assert scmp.resolve_syscall("getcwd") == 79 or scmp.resolve_syscall("getcwd") is not None
     assert scmp.resolve_syscall("no_such_call_anywhere") is None
     assert scmp.action_value("SCMP_ACT_ERRNO", 38) == 0x00050026
+
+
+@pytest.mark.skipif(not scmp.available(), reason="libseccomp2 is not installed")
+def test_the_generated_program_is_cached_by_profile(tmp_path: Path) -> None:
+    prof = seccomp.parse(seccomp.default_profile(DEFAULT_CAPS))
+    program, flags = seccomp.program_for(prof, str(tmp_path))
+    [cached] = list(tmp_path.iterdir())
+    assert cached.read_bytes() == program and len(program) % 8 == 0 and flags == 0
+    cached.write_bytes(b"\x06\x00\x00\x00\x00\x00\xff\x7f")  # a one-instruction "allow"
+    again, _ = seccomp.program_for(prof, str(tmp_path))
+    assert again == cached.read_bytes()  # read back, not regenerated
+    other = seccomp.parse({"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_LOG"]})
+    _, other_flags = seccomp.program_for(other, str(tmp_path))
+    assert other_flags == scmp.FILTER_FLAG_LOG and len(list(tmp_path.iterdir())) == 2
+    assert seccomp.program_for(prof, None)[0] == program  # no cache: compiled afresh
