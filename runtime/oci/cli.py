@@ -83,6 +83,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if argv is None and args.command in ("create", "run"):
+            ensure_guarded()
         return _dispatch(args)
     except errors.RuntimeError_ as exc:
         _fail(args, str(exc))
@@ -117,6 +119,38 @@ def _dispatch(args: argparse.Namespace) -> int:
             raise errors.InvalidSpec("--rootless is not supported yet")
         spec.write_spec(args.bundle)
     return 0
+
+
+def ensure_guarded() -> None:
+    """Re-execute this process from the guarded interpreter unless it already
+    runs from one (CVE-2019-5736; :mod:`runtime.sys.exeguard`).
+
+    The container's init is a fork of this process; if the container's
+    program is a ``#!/proc/self/exe`` script, the kernel runs *our* executable
+    inside the container, and that file must not be writable from there. runc
+    re-executes itself from a sealed copy for the same reason. Costs one more
+    interpreter start on ``create``/``run``; the shim avoids it by being
+    started from the guarded interpreter itself. ``PYRECONCILE_UNGUARDED=1``
+    skips it (for measurements only).
+    """
+    from runtime.sys import exeguard
+
+    if os.environ.get("PYRECONCILE_UNGUARDED") == "1":
+        return
+    fd = os.open("/proc/self/exe", os.O_PATH | os.O_CLOEXEC)
+    try:
+        if exeguard.is_guarded_fd(fd):
+            return
+    finally:
+        os.close(fd)
+    guard, _ = exeguard.guarded_interpreter()
+    top = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    boot = (
+        f"import sys; sys.path[:0] = [{top!r}]; sys.argv[0] = 'pyreconcile-runc'\n"
+        "from runtime.oci.cli import main\nsys.exit(main())"
+    )  # -I -S: no site, no user paths; the package's own directory only
+    argv = [os.path.realpath(sys.executable), "-I", "-S", "-c", boot, *sys.argv[1:]]
+    os.execve(guard, argv, os.environ)
 
 
 def _run(root: str, args: argparse.Namespace) -> int:

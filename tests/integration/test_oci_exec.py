@@ -134,18 +134,15 @@ print("inode", os.stat("/proc/self/exe").st_ino)
 """
 
 
-def test_exec_of_a_proc_self_exe_script_runs_only_a_read_only_interpreter(
-    oci: support.Env,
-) -> None:
-    """CVE-2019-5736: the container's program is ``#!/proc/self/exe``, so the
-    kernel re-executes whatever runs the exec — inside the container. It must
-    be our interpreter on a read-only mount, which the container cannot write."""
+def _evil_rootfs(env: support.Env) -> Any:
+    """Plant ``/evil`` and give the container the host's interpreter and libc
+    (read-only binds), so that a re-executed interpreter can run in it."""
     prefix = str(Path(os.path.realpath(sys.executable)).parents[1])
     for link, target in (("lib", "usr/lib"), ("lib64", "usr/lib64")):
-        if not os.path.lexists(oci.rootfs / link):
-            os.symlink(target, oci.rootfs / link)
-    (oci.rootfs / "evil").write_text(_EVIL)
-    os.chmod(oci.rootfs / "evil", 0o755)
+        if not os.path.lexists(env.rootfs / link):
+            os.symlink(target, env.rootfs / link)
+    (env.rootfs / "evil").write_text(_EVIL)
+    os.chmod(env.rootfs / "evil", 0o755)
 
     def configure(doc: dict[str, Any]) -> None:
         for src in ("/usr", prefix):
@@ -153,6 +150,16 @@ def test_exec_of_a_proc_self_exe_script_runs_only_a_read_only_interpreter(
                 {"destination": src, "type": "bind", "source": src, "options": ["rbind", "ro"]}
             )
 
+    return configure
+
+
+def test_exec_of_a_proc_self_exe_script_runs_only_a_read_only_interpreter(
+    oci: support.Env,
+) -> None:
+    """CVE-2019-5736: the container's program is ``#!/proc/self/exe``, so the
+    kernel re-executes whatever runs the exec — inside the container. It must
+    be our interpreter on a read-only mount, which the container cannot write."""
+    configure = _evil_rootfs(oci)
     init = oci.create("cve", ["sleep", "1000"], configure)
     lifecycle.start(oci.root, "cve")
     code, out = _exec(oci, "cve", {"args": ["/evil"], "cwd": "/", "env": ["PATH=/bin"]}, "cve")
@@ -164,6 +171,27 @@ def test_exec_of_a_proc_self_exe_script_runs_only_a_read_only_interpreter(
     assert int(f["inode"]) == os.stat(os.path.realpath(sys.executable)).st_ino
     lifecycle.delete(oci.root, "cve", force=True)
     support.wait(init)
+
+
+def test_cli_run_of_a_proc_self_exe_entrypoint_is_guarded_too(oci: support.Env) -> None:
+    """The same attack through ``pyreconcile-runc run``: the CLI re-executes
+    itself from the guarded interpreter before it forks the init."""
+    import json
+    import subprocess
+
+    from tests.integration.test_oci_cli import RUNC
+
+    bundle = oci.bundle("clicve", ["/evil"], _evil_rootfs(oci))
+    doc = json.loads(Path(bundle, "config.json").read_text())
+    doc["process"]["env"].append("PYTHONDONTWRITEBYTECODE=1")
+    Path(bundle, "config.json").write_text(json.dumps(doc))
+    r = subprocess.run(
+        [*RUNC, "--root", oci.root, "run", "--bundle", bundle, "clicve"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    f = dict(line.split(" ", 1) for line in r.stdout.splitlines())
+    assert f["readonly"] == "True" and "opened-for-writing" not in r.stdout
 
 
 def _console(path: Path) -> socket.socket:
