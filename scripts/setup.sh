@@ -25,8 +25,9 @@ fi
 
 if [ "${1:-}" = "--bench" ]; then
     # the peers bench/ measures against (dockerd and compose, podman and its pause
-    # image's catatonit, hyperfine for reference); see docs/benchmarks.md
-    PACKAGES="$PACKAGES docker-compose podman catatonit hyperfine"
+    # image's catatonit, hyperfine for reference), iperf3 for the network suite's
+    # TCP throughput between containers; see docs/benchmarks.md
+    PACKAGES="$PACKAGES docker-compose podman catatonit hyperfine iperf3"
 fi
 
 missing=""

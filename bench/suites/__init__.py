@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bench import context, results
-from bench.suites import apply, diff, memory, start
+from bench.suites import apply, diff, memory, network, start
 
 __all__ = ["SUITES"]
 
@@ -14,4 +14,5 @@ SUITES: dict[str, Callable[[context.Context], list[results.CaseResult]]] = {
     "apply": apply.run,
     "memory": memory.run,
     "diff": diff.run,
+    "network": network.run,
 }
