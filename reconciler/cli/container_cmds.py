@@ -21,6 +21,7 @@ import click
 from reconciler import labels as L
 from reconciler.cli import container_view as view
 from reconciler.cli import context as ctx_mod
+from reconciler.cli import network_cmds
 from reconciler.cli.inspect_cmds import table
 from runtime import client
 
@@ -43,14 +44,26 @@ def register(
             items = context.runtime.list_containers()
         if stack:
             items = [c for c in items if c.labels.get(L.STACK) == stack]
+        # published ports as bound (issue 6): a port without a host port gets one at start
+        with runtime_errors():
+            bound = network_cmds.published_by_container(context.runtime, items)
         if output == "json":
-            click.echo(json.dumps([view.ps_json(c) for c in items], indent=2))
+            click.echo(
+                json.dumps(
+                    [
+                        {**view.ps_json(c), "ports": network_cmds.ports_json(bound.get(c.id, []))}
+                        for c in items
+                    ],
+                    indent=2,
+                )
+            )
             return
         if quiet:
             for c in items:
                 click.echo(c.id)
             return
-        click.echo(table([view.ps_row(c) for c in items], view.PS_HEADER))
+        rows = [[*view.ps_row(c), network_cmds.ports_text(bound.get(c.id, []))] for c in items]
+        click.echo(table(rows, [*view.PS_HEADER, "PORTS"]))
 
     @cli.command()
     @click.argument("names", nargs=-1, required=True)
