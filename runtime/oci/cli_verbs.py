@@ -38,7 +38,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     ex.add_argument("--no-new-privs", action="store_true", help="set no_new_privs")
     ex.add_argument("--preserve-fds", type=int, default=0, help="pass fds 3..3+N-1 on")
     ex.add_argument("container_id")
-    ex.add_argument("command", nargs=argparse.REMAINDER)
+    ex.add_argument("exec_args", nargs=argparse.REMAINDER, metavar="COMMAND")
     for verb, text in (("pause", "freeze every process"), ("resume", "thaw every process")):
         sub.add_parser(verb, help=f"{text} of a container").add_argument("container_id")
     ps = sub.add_parser("ps", help="list the processes of a container")
@@ -87,7 +87,7 @@ def _exec(root: str, args: argparse.Namespace) -> int:
         if args.tty:
             process["terminal"] = True
     else:
-        if not args.command:
+        if not args.exec_args:
             raise errors.InvalidSpec("exec: give --process or the command to run")
         user = None
         if args.user:
@@ -96,7 +96,7 @@ def _exec(root: str, args: argparse.Namespace) -> int:
         bundle = state.load(root, args.container_id).bundle
         process = execproc.process_from_config(
             bundle,
-            list(args.command),
+            list(args.exec_args),
             env=args.env,
             cwd=args.cwd or None,
             user=user,

@@ -8,6 +8,12 @@ cgroup directories (killing stragglers) and the state dir, and runs the
 ``poststop`` hooks (failures are returned as warnings). A state dir that has
 no readable state.json (a create that crashed half-way) is removed with
 ``force``.
+
+The init of a pid namespace finishes exiting only once every other process
+of the namespace has been *reaped*; processes started by ``exec`` are
+children of the caller's subreaper, so a caller that force-deletes a
+container with exec'd processes must keep reaping meanwhile (or kill and reap
+them first), else delete gives up after its timeout.
 """
 
 from __future__ import annotations
