@@ -166,6 +166,7 @@ class Spec:
         self.hostname: str | None = None
         self.domainname: str | None = None
         self.process = Process()
+        self.has_process = True
         self.mounts: list[Mount] = []
         self.namespaces: dict[str, str | None] = {}
         self.cgroups_path = ""
@@ -221,7 +222,11 @@ def parse(doc: object, bundle: str) -> Spec:
     spec.hostname = _opt_str(top, "hostname")
     spec.domainname = _opt_str(top, "domainname")
     spec.annotations = _str_map(top.get("annotations"), "annotations")
-    spec.process = config_process.parse(top.get("process"))
+    if top.get("process") is None:
+        spec.has_process = False  # OPTIONAL in the spec: create works, start refuses
+        spec.process.cwd = "/"
+    else:
+        spec.process = config_process.parse(top.get("process"))
     spec.mounts = [
         _mount(m, f"mounts[{i}]", bundle)
         for i, m in enumerate(want(top.get("mounts", []), list, "mounts"))

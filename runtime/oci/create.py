@@ -58,7 +58,7 @@ def create(
     spec = config.load(bundle)
     if not os.path.isdir(spec.root_path):
         raise errors.InvalidSpec(f"config.json: root.path {spec.root_path} is not a directory")
-    if spec.process.terminal and not console_socket:
+    if spec.has_process and spec.process.terminal and not console_socket:
         raise errors.InvalidSpec(
             "config.json: process.terminal needs a console socket (--console-socket): "
             "or set terminal to false"
@@ -84,6 +84,7 @@ def create(
     rec.freezer = cgroups.freezer_of(cg)
     rec.hooks = hooks.to_json(spec.hooks)
     rec.host_mounts = "mount" not in spec.namespaces
+    rec.has_process = spec.has_process
     ctx = init.Context(spec, cg)
     ctx.container_id = container_id
     ctx.stdio = (stdin, stdout, stderr)

@@ -236,7 +236,9 @@ def _container_init(ctx: Context, go_r: int) -> None:
 
         rootfs.prepare(spec, ctx.cgroup, "cgroup" in spec.namespaces, before_pivot, ctx.no_pivot)
         rsys.reset_signals()
-        path, env = process.finalize(spec.process, ctx.last_cap, _seccomp_loader(ctx))
+        path, env = "", dict[str, str]()
+        if spec.has_process:
+            path, env = process.finalize(spec.process, ctx.last_cap, _seccomp_loader(ctx))
         _cloexec_from(3 + ctx.preserve_fds)
         for fd in range(3, 3 + ctx.preserve_fds):
             try:
@@ -249,6 +251,8 @@ def _container_init(ctx: Context, go_r: int) -> None:
         send(ctx.sync_w, {"type": "ready"})
         ready = True
         fifo = os.open(state.FIFO, os.O_WRONLY | os.O_CLOEXEC, dir_fd=ctx.state_fd)
+        if not spec.has_process:  # start refuses and kills us; never run anything
+            os._exit(1)
         os.write(fifo, b"0")
         os.close(fifo)
         if "startContainer" in spec.hooks:

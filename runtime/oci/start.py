@@ -40,6 +40,13 @@ def start(root: str, container_id: str) -> list[str]:
         raise errors.FailedPrecondition(
             f"cannot start an already running container: {container_id}"
         )
+    if not rec.has_process:
+        from runtime.oci import kill
+
+        kill.signal_init(rec, 9)  # it waits for a start that can never be: it is stopped now
+        raise errors.FailedPrecondition(
+            f"cannot start container {container_id}: its config.json has no process"
+        )
     fifo = os.path.join(root, container_id, state.FIFO)
     try:
         fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)

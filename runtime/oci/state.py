@@ -66,6 +66,7 @@ class Record:
         self.freezer = ""  # v1 freezer dir, or the v2 dir (cgroup.freeze)
         self.hooks: dict[str, object] = {}  # poststart/poststop … as in config.json
         self.host_mounts = False  # mounts made in the caller's namespace (no mount ns)
+        self.has_process = True  # config.json had a process (start needs one)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -81,6 +82,7 @@ class Record:
             "freezer": self.freezer,
             "hooks": self.hooks,
             "host_mounts": self.host_mounts,
+            "has_process": self.has_process,
         }
 
     @classmethod
@@ -96,6 +98,7 @@ class Record:
         hooks = doc.get("hooks", {})
         rec.hooks = hooks if isinstance(hooks, dict) else {}
         rec.host_mounts = doc.get("host_mounts") is True
+        rec.has_process = doc.get("has_process") is not False
         return rec
 
 

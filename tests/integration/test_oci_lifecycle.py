@@ -138,3 +138,15 @@ def test_pid_file_and_invalid_ids(oci: support.Env) -> None:
     lifecycle.delete(oci.root, "pf")
     with pytest.raises(errors.InvalidSpec, match="invalid container id"):
         lifecycle.create(oci.root, "../x", str(oci.base))
+
+
+def test_a_config_without_process_can_be_created_but_not_started(oci: support.Env) -> None:
+    """``process`` is optional in config.json; ``start`` must then fail, and the
+    container is stopped (runtime-tools start)."""
+    pid = oci.create("np", ["true"], lambda doc: doc.pop("process"))
+    assert lifecycle.state(oci.root, "np")["status"] == "created"
+    with pytest.raises(errors.FailedPrecondition, match="has no process"):
+        lifecycle.start(oci.root, "np")
+    assert support.wait(pid) == 128 + 9
+    assert lifecycle.state(oci.root, "np")["status"] == "stopped"
+    lifecycle.delete(oci.root, "np")
