@@ -36,11 +36,26 @@ __all__ = [
 ]
 
 
-def exec_process(root: str, container_id: str, process: dict[str, object], **kwargs: object) -> int:
-    """Run ``process`` in the container; see :func:`runtime.oci.execproc.exec_process`."""
+def exec_process(
+    root: str,
+    container_id: str,
+    process: dict[str, object],
+    *,
+    stdin: int | None = None,
+    stdout: int | None = None,
+    stderr: int | None = None,
+    console_socket: str | None = None,
+    pid_file: str | None = None,
+    preserve_fds: int = 0,
+) -> int:
+    """Run ``process`` (a config.json ``process`` object) in the container and
+    return its pid; see :func:`runtime.oci.execproc.exec_process`."""
     from runtime.oci import execproc
 
-    return execproc.exec_process(root, container_id, process, **kwargs)  # type: ignore[arg-type]
+    return execproc.exec_process(
+        root, container_id, process, stdin=stdin, stdout=stdout, stderr=stderr,
+        console_socket=console_socket, pid_file=pid_file, preserve_fds=preserve_fds,
+    )  # fmt: skip
 
 
 def pause(root: str, container_id: str) -> None:
