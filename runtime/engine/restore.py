@@ -21,9 +21,11 @@ Rows whose bundle vanished while they ran (a reboot wipes the run root) are
 marked lost the same way. Active snapshots ``container-<id>`` and container
 directories without a row are removed: a row is made before and removed after
 both of them (:mod:`runtime.engine.containers`), so those are always garbage.
-Each action on a container holds its lock, so concurrent starts of the engine
-(a daemon and CLIs) do each thing once. Problems are collected, not raised:
-an engine must start even next to a broken container.
+Each action on a container holds its lock, taken without waiting (a busy
+container is some other process's business), so concurrent starts of the
+engine (a daemon and CLIs) do each thing once and none of them blocks.
+Problems are collected, not raised: an engine must start even next to a
+broken container.
 """
 
 from __future__ import annotations
@@ -90,20 +92,21 @@ def _settle(
     row: metadata.ContainerRow,
     report: Report,
 ) -> None:
-    with ctrs.locks.hold(row.id):
+    # Never wait: a process holding the lock (a start, stop or remove, another
+    # engine start) is dealing with this container, and an engine must start.
+    with ctrs.locks.hold(row.id, wait=False) as held:
+        if not held:
+            return
         info = ctrs.tasks.observe(row)
         if info.status == "dead":
             report.lost.append(row.name)
         elif info.status == "exited":
             report.recorded.append(row.name)
-    if info.status == "dead" and _should_restart(info):
-        with ctrs.locks.hold(row.id):
-            current = ctrs.tasks.observe(store.get_container(row.id))
-            if current.status != "dead":
-                return  # another engine start got there first
-            # a restart by policy, as the shim would have done: it counts
-            store.update_container(row.id, restart_count=current.restart_count + 1)
-            ctrs.start(row.name)
+        if info.status != "dead" or not _should_restart(info):
+            return
+        # a restart by policy, as the shim would have done: it counts
+        store.update_container(row.id, restart_count=info.restart_count + 1)
+        ctrs.start(row.name)
         report.restarted.append(row.name)
 
 
