@@ -52,10 +52,16 @@ def desired_state(stack: DesiredStack) -> model.DesiredState:
                 env_from=dict(obj.env_from),
                 file_digests=dict(obj.file_digests),
             )
+    suspended = frozenset(
+        (o.manifest.kind, o.manifest.metadata.name)
+        for o in stack.objects
+        if o.manifest.metadata.suspend
+    )
     return model.DesiredState(
         stack=stack.name,
         images=images,
         networks=networks,
         volumes=volumes,
         containers=containers,
+        suspended=suspended,
     )

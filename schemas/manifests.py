@@ -159,6 +159,10 @@ class Metadata(Model):
     )
     labels: LabelMap = Field(default_factory=dict)
     annotations: LabelMap = Field(default_factory=dict)
+    suspend: bool = Field(
+        default=False,
+        description="pause reconciling this object: no change is made to it until this is false",
+    )
 
     @field_validator("name")
     @classmethod

@@ -44,6 +44,7 @@ def desired(state: model.DesiredState) -> str:
             "containers": {
                 n: canonical.container_record(c, None) for n, c in state.containers.items()
             },
+            "suspended": sorted(list(x) for x in state.suspended),
         }
     )
 

@@ -68,6 +68,8 @@ class DesiredState:
     networks: Mapping[str, DesiredNetwork] = dataclasses.field(default_factory=dict)
     volumes: Mapping[str, DesiredVolume] = dataclasses.field(default_factory=dict)
     containers: Mapping[str, DesiredContainer] = dataclasses.field(default_factory=dict)
+    # objects whose reconciling is paused (metadata.suspend): (kind, name)
+    suspended: frozenset[tuple[str, str]] = frozenset()
 
 
 # ---------------------------------------------------------------------------

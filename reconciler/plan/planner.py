@@ -102,6 +102,8 @@ def plan(
                         "(apply --prune-volumes removes it)",
                     )
                 )
+    actions, held = _hold_suspended(desired, actions)
+    notes.extend(held)
     return model.Plan(desired.stack, tuple(actions), tuple(notes))
 
 
@@ -110,6 +112,34 @@ _ORPHAN = model.Reason("", "managed by this stack but no longer desired")
 _OUT_OF_BAND = model.Reason(
     "", "its runtime configuration was changed outside pyreconcile (out-of-band spec drift)"
 )
+
+
+def _hold_suspended(
+    desired: model.DesiredState, actions: list[model.Action]
+) -> tuple[list[model.Action], list[model.Note]]:
+    """Drop the actions on suspended objects (metadata.suspend); say what waits."""
+    if not desired.suspended:
+        return actions, []
+    kept: list[model.Action] = []
+    held: dict[tuple[model.Kind, str], list[model.Action]] = {}
+    for action in actions:
+        key = (action.kind, action.name)
+        if key in desired.suspended:
+            held.setdefault(key, []).append(action)
+        else:
+            kept.append(action)
+    notes = [
+        model.Note(
+            kind,
+            name,
+            "reconciling is suspended (metadata.suspend); held back: "
+            + "; ".join(
+                f"{a.op} ({', '.join(str(r) for r in a.reasons)})" for a in held[(kind, name)]
+            ),
+        )
+        for kind, name in sorted(held)
+    ]
+    return kept, notes
 
 
 def _foreign_conflicts(
