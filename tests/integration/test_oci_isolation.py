@@ -14,7 +14,7 @@ import pytest
 
 import runtime.sys as rsys
 from runtime import errors
-from runtime.oci import cgroups, lifecycle, state
+from runtime.oci import lifecycle, state
 from tests.integration import test_oci_support as support
 
 
@@ -240,9 +240,6 @@ def test_mount_destination_behind_a_symlink_stays_in_the_rootfs(oci: support.Env
 
 
 def test_devices_cgroup_allows_only_default_and_configured_nodes(oci: support.Env) -> None:
-    if cgroups.discover().v2 is not None:
-        pytest.skip("device control on cgroup v2 needs eBPF, not implemented yet")
-
     def configure(doc: dict[str, Any]) -> None:
         doc["process"]["capabilities"]["bounding"].append("CAP_MKNOD")
         doc["process"]["capabilities"]["effective"].append("CAP_MKNOD")
@@ -264,9 +261,6 @@ def test_devices_cgroup_allows_only_default_and_configured_nodes(oci: support.En
 
 
 def test_an_unlisted_device_is_denied_by_the_devices_cgroup(oci: support.Env) -> None:
-    if cgroups.discover().v2 is not None:
-        pytest.skip("device control on cgroup v2 needs eBPF, not implemented yet")
-
     def configure(doc: dict[str, Any]) -> None:
         for key in ("bounding", "effective", "permitted"):
             doc["process"]["capabilities"][key].append("CAP_MKNOD")
