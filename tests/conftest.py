@@ -101,10 +101,10 @@ class Roots:
 
     @property
     def nft_table(self) -> str:
-        """The engine's nftables table (runtime.net.names: from the cgroup parent)."""
+        """The engine's nftables table (runtime.net.names: cgroup parent and root)."""
         from runtime.net import names
 
-        return names.engine_tag(self.cgroup_parent)
+        return names.engine_tag(self.cgroup_parent, str(self.root))
 
     @property
     def link_alias_prefix(self) -> str:

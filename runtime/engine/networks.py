@@ -64,7 +64,7 @@ class Networks:
     def __init__(self, paths: layout.Layout, store: metadata.MetadataStore) -> None:
         self._layout = paths
         self._store = store
-        self.tag = names.engine_tag(paths.cgroup_parent)
+        self.tag = names.engine_tag(paths.cgroup_parent, paths.root)
         self.table = self.tag
         self._dir = os.path.join(paths.root, "networks")
 

@@ -5,7 +5,9 @@ parent), so everything host-wide carries the engine's *tag*:
 
 - the nftables table is ``inet <tag>``; the tag is ``PYRECONCILE_NFT_TABLE`` when
   set, else the cgroup parent with every character outside ``[A-Za-z0-9_]``
-  replaced by ``_`` (the default engine's table is ``inet pyreconcile``);
+  replaced by ``_``, and, for an engine whose root is not the default one, ``_``
+  and 8 hex digits of a hash of its root (two instances with their own roots
+  never share a table). The default engine's table is ``inet pyreconcile``;
 - interface names have at most 15 characters, too few for a tag, so a link's
   name is a prefix and 12 hex digits of a hash over the tag and the object's
   ids (unique per engine), and its *alias* (``ip link`` shows it; up to 255
@@ -22,14 +24,16 @@ import hashlib
 import os
 import re
 
+from runtime.engine import layout
+
 ALIAS_PREFIX = "pyreconcile:"
 TABLE_ENV = "PYRECONCILE_NFT_TABLE"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_]")
 _TABLE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 
 
-def engine_tag(cgroup_parent: str) -> str:
-    """The tag of the engine whose cgroup parent is ``cgroup_parent``."""
+def engine_tag(cgroup_parent: str, root: str | None = None) -> str:
+    """The tag of the engine with this cgroup parent and persistent root."""
     explicit = os.environ.get(TABLE_ENV)
     if explicit:
         if not _TABLE.match(explicit):
@@ -41,6 +45,8 @@ def engine_tag(cgroup_parent: str) -> str:
     tag = _UNSAFE.sub("_", cgroup_parent.strip("/")) or "pyreconcile"
     if not tag[0].isalpha():
         tag = "p" + tag
+    if root is not None and os.path.abspath(root) != layout.DEFAULT_ROOT:
+        return f"{tag[:55]}_{hashlib.sha256(os.path.abspath(root).encode()).hexdigest()[:8]}"
     return tag[:64]
 
 

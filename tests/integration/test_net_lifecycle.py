@@ -177,3 +177,32 @@ def test_drift_is_reported_by_diff_and_repaired_by_apply(roots: Roots, busybox_t
 
 def ps_ids(roots: Roots) -> set[str]:
     return {c["id"] for c in json.loads(run(roots, "ps", "-o", "json").stdout)}
+
+
+def test_network_commands_create_inspect_rm_and_prune(roots: Roots, busybox_tar: Path) -> None:
+    subnet = netlab.free_subnet()
+    stack = write_stack(
+        roots.base / "cmds", busybox_tar, network("used") + container("c", SLEEP, "[used]")
+    )
+    run(roots, "apply", "-f", str(stack))
+    try:
+        running(roots, "c")
+        out = run(roots, "network", "create", "loose", "--subnet", subnet, "--internal").stdout
+        assert out.strip() == f"loose: bridge {subnet}"
+        again = run(roots, "network", "create", "loose", check=False)
+        assert again.returncode == 1 and "already exists" in again.stderr
+        bad = run(roots, "network", "create", "odd", "-o", "vni=7", check=False)
+        assert bad.returncode == 1 and "for overlay networks only" in bad.stderr
+        (loose,) = json.loads(run(roots, "network", "inspect", "loose").stdout)
+        assert loose["internal"] is True and loose["endpoints"] == [] and loose["healthy"]
+        table = run(roots, "network", "ls").stdout
+        assert "loose" in table and "cmds_used" in table
+        busy = run(roots, "network", "rm", "cmds/used", check=False)
+        assert busy.returncode == 1 and "in use by container cmds_c" in busy.stderr
+        pruned = run(roots, "network", "prune", "-f").stdout.split()
+        assert pruned == ["loose"]  # the stack's network is in use: kept
+        assert [
+            n["name"] for n in json.loads(run(roots, "network", "ls", "-o", "json").stdout)
+        ] == ["cmds_used"]
+    finally:
+        run(roots, "delete", "-f", str(stack))

@@ -19,6 +19,10 @@ def test_engine_tag_and_link_names(monkeypatch: pytest.MonkeyPatch) -> None:
     assert names.engine_tag("pyreconcile-test-0a1b") == "pyreconcile_test_0a1b"
     assert names.engine_tag("/system.slice/x") == "system_slice_x"
     assert names.engine_tag("9x") == "p9x"  # a table name starts with a letter
+    assert names.engine_tag("pyreconcile", "/var/lib/pyreconcile") == "pyreconcile"
+    other = names.engine_tag("pyreconcile", "/srv/engine-b")
+    assert other.startswith("pyreconcile_") and len(other) == len("pyreconcile_") + 8
+    assert other != names.engine_tag("pyreconcile", "/srv/engine-c")
     monkeypatch.setenv(names.TABLE_ENV, "mine")
     assert names.engine_tag("whatever") == "mine"
     monkeypatch.setenv(names.TABLE_ENV, "bad name")
