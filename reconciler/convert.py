@@ -90,6 +90,7 @@ def container_config(
             timeout=h.timeout,
             retries=h.retries,
             start_period=h.start_period,
+            start_interval=h.start_interval,
         )
     config = client.ContainerConfig(
         name=runtime_name_for(stack, want.name),

@@ -288,10 +288,21 @@ class Executor:
 def _condition_met(info: client.ContainerInfo, condition: str) -> bool:
     if condition == "completed":
         return info.status == "exited" and info.exit_code == 0
-    # "healthy" waits for running until health checks are observed by the runtime
+    if condition == "healthy" and _has_check(info):
+        return (
+            info.status == "running"
+            and info.health is not None
+            and (info.health.status == "healthy")
+        )
+    # started (or healthy without a check, as Compose treats it)
     return info.status in ("running", "restarting") or (
         info.status == "exited" and info.exit_code == 0
     )
+
+
+def _has_check(info: client.ContainerInfo) -> bool:
+    check = info.config.healthcheck
+    return check is not None and bool(check.test) and check.test[0] != "NONE"
 
 
 _HANDLERS: Mapping[tuple[str, str], Callable[[Executor, model.Action], None]] = {

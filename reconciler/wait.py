@@ -87,7 +87,15 @@ def check(
                 pending.append(item)  # its shim restarts it
         elif goal == "completed" or info.status != "running":
             pending.append(item)
+        elif _checked(want) and (info.health is None or info.health.status != "healthy"):
+            state = info.health.status if info.health is not None else "running"
+            pending.append(Pending(name, "healthy", state))
     return pending, failed
+
+
+def _checked(want: model.DesiredContainer) -> bool:
+    check = want.spec.healthcheck
+    return check is not None and check.test[0] != "NONE"
 
 
 def wait_until_up(

@@ -29,6 +29,8 @@ __all__ = [
     "EndpointInfo",
     "ExecConfig",
     "ExecSession",
+    "HealthInfo",
+    "HealthResult",
     "HealthcheckConfig",
     "LastExit",
     "ImageConfig",
@@ -264,6 +266,7 @@ class HealthcheckConfig:
     timeout: float = 30.0
     retries: int = 3
     start_period: float = 0.0
+    start_interval: float = 5.0  # between checks during start_period
 
 
 @dataclasses.dataclass(frozen=True)
@@ -314,6 +317,23 @@ class LastExit:
 
 
 @dataclasses.dataclass(frozen=True)
+class HealthResult:
+    start: float
+    end: float
+    exit_code: int  # -1: the check timed out
+    output: str  # the first 4 KiB
+
+
+@dataclasses.dataclass(frozen=True)
+class HealthInfo:
+    """What the container's health check says now (its shim runs the check)."""
+
+    status: Literal["starting", "healthy", "unhealthy"]
+    failing_streak: int = 0
+    log: tuple[HealthResult, ...] = ()  # the last results, oldest first
+
+
+@dataclasses.dataclass(frozen=True)
 class ContainerInfo:
     """A container as observed now (re-read on every call, never cached)."""
 
@@ -331,6 +351,7 @@ class ContainerInfo:
     restart_count: int
     operator_stopped: bool  # stopped by `pyreconcile stop`: self-heal leaves it alone
     last_exit: LastExit | None = None  # the latest run that ended (kept while it runs again)
+    health: HealthInfo | None = None  # None: no check, or not running
 
     @property
     def labels(self) -> dict[str, str]:

@@ -50,6 +50,7 @@ class FakeRuntime:
         self.networks: dict[str, client.NetworkInfo] = {}
         self.containers: dict[str, client.ContainerInfo] = {}
         self.logs: dict[str, list[client.LogEntry]] = {}
+        self.unhealthy_images: set[str] = set()  # image ids whose containers fail checks
         self.calls: list[str] = []  # for tests that count work, not for asserting behaviour
         #: what ``exec_container`` "runs": args -> (exit code, stdout text)
         self.exec_results: dict[tuple[str, ...], tuple[int, str]] = {}
@@ -510,9 +511,26 @@ class FakeRuntime:
             started_at=self.clock(),
             finished_at=None,
             operator_stopped=False,
+            health=self.health_at_start(info.config),
         )
         self.containers[info.name] = info
         return info
+
+    def health_at_start(self, config: client.ContainerConfig) -> client.HealthInfo | None:
+        """A started container with a check is healthy at once in the fake
+        (``set_health`` changes that; ``unhealthy_images`` makes a new one fail)."""
+        check = config.healthcheck
+        if check is None or not check.test or check.test[0] == "NONE":
+            return None
+        status = "unhealthy" if config.image in self.unhealthy_images else "healthy"
+        return client.HealthInfo(status=status)  # type: ignore[arg-type]
+
+    def set_health(self, name: str, status: str) -> None:
+        info = self.get_container(name)
+        self.containers[info.name] = dataclasses.replace(
+            info,
+            health=client.HealthInfo(status=status),  # type: ignore[arg-type]
+        )
 
     def stop_container(
         self, name: str, timeout: float | None = None, *, operator: bool = False
@@ -522,7 +540,8 @@ class FakeRuntime:
         if info.status == "running":
             last = client.LastExit(code=143, finished_at=self.clock())
             info = dataclasses.replace(
-                info, status="exited", pid=None, exit_code=143, finished_at=last.finished_at,
+                info, status="exited", health=None,
+                pid=None, exit_code=143, finished_at=last.finished_at,
                 last_exit=last,
             )  # fmt: skip
         if operator:
@@ -542,7 +561,8 @@ class FakeRuntime:
         info = self.get_container(name)
         last = client.LastExit(code=exit_code, finished_at=self.clock())
         self.containers[info.name] = dataclasses.replace(
-            info, status="exited", pid=None, exit_code=exit_code, finished_at=last.finished_at,
+            info, status="exited", health=None,
+                pid=None, exit_code=exit_code, finished_at=last.finished_at,
             last_exit=last,
         )  # fmt: skip
 
@@ -623,7 +643,8 @@ class FakeRuntime:
             )  # fmt: skip
         else:
             info = dataclasses.replace(
-                info, status="exited", pid=None, exit_code=code, finished_at=last.finished_at,
+                info, status="exited", health=None,
+                pid=None, exit_code=code, finished_at=last.finished_at,
                 last_exit=last,
             )  # fmt: skip
         self.containers[info.name] = info

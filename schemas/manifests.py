@@ -413,6 +413,7 @@ class Healthcheck(Model):
     timeout: Duration = 30.0
     retries: int = Field(default=3, ge=1)
     start_period: Duration = 0.0
+    start_interval: Duration = Field(default=5.0, description="between checks in startPeriod")
 
     @model_validator(mode="before")
     @classmethod

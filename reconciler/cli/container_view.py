@@ -59,7 +59,8 @@ def display_name(c: client.ContainerInfo) -> str:
 
 def status_text(c: client.ContainerInfo, now: float | None = None) -> str:
     if c.status == "running":
-        return f"running ({age(c.started_at, now).replace(' ago', '')})"
+        health = f", {c.health.status}" if c.health is not None else ""
+        return f"running ({age(c.started_at, now).replace(' ago', '')}{health})"
     if c.status in ("exited", "dead"):
         text = f"{c.status} ({c.exit_code})"
         return text + (" stopped by operator" if c.operator_stopped else "")
@@ -153,6 +154,7 @@ def inspect_json(
             "StartedAt": rfc3339(c.started_at),
             # as Docker: the last finish stays while it runs again
             "FinishedAt": rfc3339(c.finished_at or (last.finished_at if last else None)),
+            **({"Health": health_json(c.health)} if c.health is not None else {}),
         },
         "RestartCount": c.restart_count,
         "Config": {
@@ -213,3 +215,20 @@ def _mount_json(m: client.MountConfig, volume_paths: dict[str, str]) -> dict[str
     if m.type == "volume":
         doc["Name"] = source
     return doc
+
+
+def health_json(health: client.HealthInfo) -> dict[str, object]:
+    """Docker's State.Health."""
+    return {
+        "Status": health.status,
+        "FailingStreak": health.failing_streak,
+        "Log": [
+            {
+                "Start": rfc3339(r.start),
+                "End": rfc3339(r.end),
+                "ExitCode": r.exit_code,
+                "Output": r.output,
+            }
+            for r in health.log
+        ],
+    }

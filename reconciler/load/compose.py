@@ -243,7 +243,8 @@ def _service(
                 for name, ours in (("start_period", "startPeriod"),):
                     if name in health:
                         health[ours] = health.pop(name)
-                health.pop("start_interval", None)
+                if "start_interval" in health:
+                    health["startInterval"] = health.pop("start_interval")
             out.put(("spec", "healthcheck"), health, where)
         elif key == "mem_limit":
             resources["memory"] = value

@@ -51,7 +51,7 @@ from runtime.engine import (
     tasks,
 )
 from runtime.shim import client as shim_client
-from runtime.shim import launch, restore, statedir
+from runtime.shim import health, launch, restore, statedir
 
 LOG_FILE = container_io.LOG_FILE
 DEFAULT_STOP_TIMEOUT = 10.0
@@ -211,6 +211,7 @@ class Containers:
             statedir.write_atomic(
                 os.path.join(shim_dir, "config.json"), json.dumps(spec, indent=1).encode()
             )
+            write_health_check(shim_dir, config.healthcheck)
             launch.spawn_shim(
                 launch.ShimOptions(
                     container_id=row.id,
@@ -404,3 +405,20 @@ def _wait_shim_exit(shim_dir: str, timeout: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise errors.Unavailable(f"the shim of {shim_dir} did not exit within {timeout:.0f}s")
         time.sleep(0.005)
+
+
+def write_health_check(shim_dir: str, check: client.HealthcheckConfig | None) -> None:
+    """The check the shim runs (``health.json``, see :mod:`runtime.shim.health`)."""
+    path = os.path.join(shim_dir, health.FILE)
+    if check is None or not check.test or check.test[0] == "NONE":
+        statedir.remove(shim_dir, health.FILE)
+        return
+    document = {
+        "test": list(check.test),
+        "interval": check.interval,
+        "timeout": check.timeout,
+        "retries": check.retries,
+        "startPeriod": check.start_period,
+        "startInterval": check.start_interval,
+    }
+    statedir.write_atomic(path, json.dumps(document).encode())

@@ -171,6 +171,7 @@ class Tasks:
             return dataclasses.replace(
                 info,
                 status=state,
+                health=health_info(rec.get("health")) if state == "running" else None,
                 pid=_int(rec.get("pid")) if state == "running" else None,
                 exit_code=None if state == "running" else info.exit_code,
                 finished_at=None if state == "running" else info.finished_at,
@@ -275,6 +276,32 @@ def from_row(row: metadata.ContainerRow) -> client.ContainerInfo:
         restart_count=row.restart_count,
         operator_stopped=row.operator_stopped,
         last_exit=last_exit,
+    )
+
+
+def health_info(value: object) -> client.HealthInfo | None:
+    """The shim's ``health`` state as the client's type (None when absent or malformed)."""
+    if not isinstance(value, dict) or value.get("status") not in (
+        "starting",
+        "healthy",
+        "unhealthy",
+    ):
+        return None
+    results = []
+    for item in value.get("log") or []:
+        if isinstance(item, dict):
+            results.append(
+                client.HealthResult(
+                    start=_float(item.get("start")) or 0.0,
+                    end=_float(item.get("end")) or 0.0,
+                    exit_code=_int(item.get("exitCode")) or 0,
+                    output=_str(item.get("output")) or "",
+                )
+            )
+    return client.HealthInfo(
+        status=value["status"],
+        failing_streak=_int(value.get("failingStreak")) or 0,
+        log=tuple(results),
     )
 
 

@@ -45,6 +45,7 @@ import time
 
 from runtime import errors
 from runtime.shim import cgroups, jsonio, logwriter, policy, signals, statedir
+from runtime.shim import health as health_mod
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
 
     from runtime.shim.events import EventLog
     from runtime.shim.execs import Execs
+    from runtime.shim.health import Health
     from runtime.shim.loop import Loop, Timer
     from runtime.shim.runtimes import OciRuntime
 
@@ -125,6 +127,10 @@ class Supervisor:
         #: called with each batch of log records as the shim writes them (live ``logs``)
         self.log_listeners: list[Callable[[bytes], None]] = []
         self.execs: Execs | None = None  # made at the first exec (its module loaded then)
+        self.health: Health | None = None
+        check = health_mod.load(bundle)
+        if check is not None:
+            self.health = health_mod.Health(check, self, loop, events)
 
     @property
     def restart_count(self) -> int:
@@ -182,6 +188,8 @@ class Supervisor:
         self.started_at = time.time()
         self._started_mono = time.monotonic()
         self._save_run()
+        if self.health is not None:
+            self.health.run_started()
         self.events.info(
             "container_started", pid=pid, restart_count=self.restart_count,
             create_ms=round((created - begun) * 1000, 1),
@@ -300,6 +308,8 @@ class Supervisor:
         )
         self.status = STOPPED
         self.error = None
+        if self.health is not None:
+            self.health.run_ended()
         if self._stop_timer is not None:
             self._stop_timer.cancel()
             self._stop_timer = None
@@ -419,6 +429,7 @@ class Supervisor:
             "restart_policy": str(self.restart),
             "stop_requested": self.stop_requested,
             "final": self.final,
+            "health": self.health.state() if self.health is not None else None,
             **self.exit_record(),
         }
 
