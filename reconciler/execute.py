@@ -12,7 +12,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Mapping
 
-from reconciler import convert, history, schedule
+from reconciler import convert, schedule, update
 from reconciler import labels as L
 from reconciler.plan import model, runtime_name_for
 from runtime import client, errors
@@ -27,6 +27,8 @@ class ExecuteOptions:
     dependency_timeout: float = 120.0  # how long to wait for a dependsOn condition
     poll_interval: float = 0.05
     parallelism: int = 8  # objects acted on at once within a phase
+    settle_seconds: float = 1.0  # start-first without a health check: stay up this long
+    health_gate_max: float = 600.0  # the longest an update waits for health
 
 
 class Refused(errors.FailedPrecondition):
@@ -172,7 +174,7 @@ class Executor:
         the plan recreates them after it."""
         for info in self.runtime.list_containers():
             if L.is_managed_by(info.labels, self.stack, "Container") and uses(info):
-                self._stop_and_remove(info.name, info.config.stop_grace_period)
+                self.stop_and_remove(info.name, info.config.stop_grace_period)
 
     @staticmethod
     def _check_same_hash(
@@ -189,7 +191,7 @@ class Executor:
         image = self.runtime.get_image(want.image_ref)
         return convert.container_config(self.stack, want, image.id, self.desired.networks)
 
-    def _create_container(
+    def create_container(
         self, action: model.Action, annotations: dict[str, str] | None = None
     ) -> None:
         want = action.desired
@@ -198,7 +200,7 @@ class Executor:
         config = convert.container_config(
             self.stack, want, image.id, self.desired.networks, annotations
         )
-        self._wait_for_dependencies(want)
+        self.wait_for_dependencies(want)
         try:
             self.runtime.create_container(config)
         except errors.AlreadyExists:
@@ -207,16 +209,7 @@ class Executor:
         self.runtime.start_container(config.name)
 
     def _recreate_container(self, action: model.Action) -> None:
-        want = action.desired
-        assert isinstance(want, model.DesiredContainer)
-        config = self._container_config(want)  # fails early if the image is gone
-        kept: dict[str, str] = {}
-        try:
-            kept[L.HISTORY] = history.pushed(self.runtime.get_container(config.name))
-            self._stop_and_remove(config.name, want.spec.stop_grace_period)
-        except errors.NotFound:
-            pass
-        self._create_container(action, kept)
+        update.recreate(self, action)
 
     def _update_container(self, action: model.Action) -> None:
         want = action.desired
@@ -232,7 +225,7 @@ class Executor:
     def _start_container(self, action: model.Action) -> None:
         want = action.desired
         assert isinstance(want, model.DesiredContainer)
-        self._wait_for_dependencies(want)
+        self.wait_for_dependencies(want)
         self.runtime.start_container(runtime_name_for(self.stack, want.name))
 
     def _restart_container(self, action: model.Action) -> None:
@@ -240,7 +233,7 @@ class Executor:
         assert isinstance(want, model.DesiredContainer)
         name = runtime_name_for(self.stack, want.name)
         self.runtime.stop_container(name, want.spec.stop_grace_period)
-        self._wait_for_dependencies(want)
+        self.wait_for_dependencies(want)
         self.runtime.start_container(name)
 
     def _delete_container(self, action: model.Action) -> None:
@@ -248,16 +241,16 @@ class Executor:
             info = self.runtime.get_container(runtime_name_for(self.stack, action.name))
         except errors.NotFound:
             return
-        self._stop_and_remove(info.name, info.config.stop_grace_period)
+        self.stop_and_remove(info.name, info.config.stop_grace_period)
 
-    def _stop_and_remove(self, name: str, grace: float | None) -> None:
+    def stop_and_remove(self, name: str, grace: float | None) -> None:
         try:
             self.runtime.stop_container(name, grace)
             self.runtime.remove_container(name, force=True)
         except errors.NotFound:
             pass
 
-    def _wait_for_dependencies(self, want: model.DesiredContainer) -> None:
+    def wait_for_dependencies(self, want: model.DesiredContainer) -> None:
         for dep in want.spec.depends_on:
             self._wait_for(want.name, dep.name, dep.condition)
 
@@ -316,7 +309,7 @@ _HANDLERS: Mapping[tuple[str, str], Callable[[Executor, model.Action], None]] = 
     ("Volume", "recreate"): Executor._recreate_volume,
     ("Volume", "update"): Executor._update_volume,
     ("Volume", "delete"): Executor._delete_volume,
-    ("Container", "create"): Executor._create_container,
+    ("Container", "create"): Executor.create_container,
     ("Container", "recreate"): Executor._recreate_container,
     ("Container", "update"): Executor._update_container,
     ("Container", "start"): Executor._start_container,

@@ -54,6 +54,17 @@ def pushed(info: client.ContainerInfo) -> str:
     return encode(history)
 
 
+def entries_text(text: str | None) -> list[dict[str, Any]]:
+    """The entries of an encoded history (as ``pushed`` returns it)."""
+    if not text:
+        return []
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return []
+    return [e for e in value if isinstance(e, dict)] if isinstance(value, list) else []
+
+
 def encode(history: list[dict[str, Any]]) -> str:
     return json.dumps(history[-DEPTH:], sort_keys=True, separators=(",", ":"))
 

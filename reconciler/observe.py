@@ -83,6 +83,10 @@ def observe(
             foreign.add(("Container", info.name))
             continue
         name = labels.get(L.NAME, "")
+        if info.name != runtime_name_for(stack, name):
+            # a start-first update's new container (web.next) left by a crash: an orphan
+            prefix = runtime_name_for(stack, "")
+            name = info.name[len(prefix) :] if info.name.startswith(prefix) else info.name
         containers[name] = model.ObservedContainer(
             name=name,
             runtime_name=info.name,

@@ -582,6 +582,18 @@ class FakeRuntime:
         self.containers[info.name] = info
         return info
 
+    def rename_container(self, name: str, new_name: str) -> client.ContainerInfo:
+        info = self.get_container(name)
+        if new_name in self.containers:
+            raise errors.AlreadyExists(f"container name {new_name!r} is taken")
+        del self.containers[info.name]
+        info = dataclasses.replace(
+            info, name=new_name, config=dataclasses.replace(info.config, name=new_name)
+        )
+        self.containers[new_name] = info
+        self.logs[new_name] = self.logs.pop(name, [])
+        return info
+
     def remove_container(self, name: str, *, force: bool = False) -> None:
         self.calls.append(f"remove_container {name}")
         info = self.get_container(name)

@@ -261,6 +261,9 @@ class LocalRuntime:
     def update_container(self, name: str, update: client.ContainerUpdate) -> client.ContainerInfo:
         return self._containers.update(name, update)
 
+    def rename_container(self, name: str, new_name: str) -> client.ContainerInfo:
+        return self._containers.rename(name, new_name)
+
     def remove_container(self, name: str, *, force: bool = False) -> None:
         self._containers.remove(name, force=force)
 

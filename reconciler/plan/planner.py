@@ -323,6 +323,14 @@ def _plan_container(
         )
     if seen.spec_hash != essence_hash:
         reasons, category = _recreate_reasons(applied, record)
+        if want.spec.update.strategy == "start-first":
+            blocker = overlap_blocker(want.spec)
+            if blocker is not None:
+                reasons.append(
+                    model.Reason(
+                        "update.strategy", f"start-first not possible ({blocker}): stop-first"
+                    )
+                )
         if seen.rolled_back:
             reasons.append(model.Reason("", "rolled back by an operator; apply rolls it forward"))
         return [action("recreate", category, reasons)], None
@@ -346,6 +354,17 @@ def _plan_container(
 
 
 _PAST = {"recreate": "is recreated", "restart": "is restarted"}
+
+
+def overlap_blocker(spec: manifests.ContainerSpec) -> str | None:
+    """Why two copies of this container cannot run at once (start-first), or None."""
+    fixed = [p for p in spec.ports if p.host_port]
+    if fixed:
+        return f"fixed host port {fixed[0].host_port}/{fixed[0].protocol}"
+    static = [n for n in spec.networks if n.ipv4_address]
+    if static:
+        return f"static address {static[0].ipv4_address} on network {static[0].name}"
+    return None
 
 
 def _restart_dependents(

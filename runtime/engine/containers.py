@@ -314,6 +314,20 @@ class Containers:
                 _wait_shim_exit(shim_dir)
         return self._info(self._store.get_container(row.id))
 
+    def rename(self, name: str, new_name: str) -> client.ContainerInfo:
+        """Give a container another name (running or not); the name is only a record."""
+        objects.check_name("container", new_name)
+        row = self._row(name)
+        config = dataclasses.replace(records.config_from_json(row.config_json), name=new_name)
+        try:
+            row = self._store.update_container(
+                row.id, name=new_name, config_json=records.config_to_json(config)
+            )
+        except errors.AlreadyExists:
+            raise errors.AlreadyExists(f"container name {new_name!r} is taken") from None
+        self._networks.renamed(row.id, new_name)
+        return self.tasks.observe(row)
+
     def remove(self, name: str, *, force: bool = False) -> None:
         row = self._row(name)
         with self.locks.hold(row.id):

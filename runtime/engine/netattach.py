@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -105,6 +106,7 @@ def attach(
         name=config.name,
         hostname=config.hostname or container_id[:12],
         namespace=path,
+        attached_at=time.time(),
     )
     alive = _alive(nets)
     netns.create(path)

@@ -300,6 +300,21 @@ class Networks:
         with self._locked():
             self._write_hosts({container_id})
 
+    def renamed(self, container_id: str, name: str) -> None:
+        """A container took another name: peers learn it (it counts as the newest
+        attachment, so a promoted start-first container takes its names over)."""
+        if not os.path.exists(endpoints.path(self._layout.root, container_id)):
+            return
+        with self._locked():
+            record = endpoints.load(self._layout.root, container_id)
+            if record is None:
+                return
+            endpoints.save(
+                self._layout.root,
+                dataclasses.replace(record, name=name, attached_at=time.time()),
+            )
+            self._write_hosts(None)
+
     def detach(self, container_id: str) -> None:
         """Undo ``attach`` once the container's task is gone (idempotent, cheap when
         there is nothing to undo: ``ps`` calls it for every stopped container)."""

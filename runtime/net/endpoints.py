@@ -59,6 +59,9 @@ class Binding:
     network_id: str
 
 
+PENDING_SUFFIX = ".next"
+
+
 @dataclasses.dataclass(frozen=True)
 class Record:
     container_id: str
@@ -67,11 +70,21 @@ class Record:
     namespace: str
     endpoints: tuple[Endpoint, ...] = ()
     ports: tuple[Binding, ...] = ()
+    attached_at: float = 0.0  # when it joined: peers list the newest first for a shared name
 
     def names_on(self, endpoint: Endpoint) -> list[str]:
-        """The names peers on ``endpoint``'s network know this container by."""
+        """The names peers on ``endpoint``'s network know this container by.
+
+        A container on trial (``<name>.next``: a start-first update not yet
+        promoted) is known only by that name and its id, so no traffic for the
+        service reaches it before it has passed its health gate.
+        """
         found: list[str] = []
-        for name in (self.hostname, self.name, *endpoint.aliases, self.container_id[:12]):
+        if self.name.endswith(PENDING_SUFFIX):
+            candidates: tuple[str, ...] = (self.name, self.container_id[:12])
+        else:
+            candidates = (self.hostname, self.name, *endpoint.aliases, self.container_id[:12])
+        for name in candidates:
             if name and name not in found:
                 found.append(name)
         return found
@@ -137,4 +150,5 @@ def _record(raw: dict[str, object]) -> Record:
         namespace=str(raw["namespace"]),
         endpoints=endpoints,
         ports=ports,
+        attached_at=float(raw.get("attached_at") or 0.0),  # type: ignore[arg-type]
     )

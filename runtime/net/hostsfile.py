@@ -20,7 +20,6 @@ never finds it empty.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import os
 from collections.abc import Iterable
 
@@ -33,20 +32,22 @@ Lines = tuple[tuple[str, str], ...]
 
 def lines_for(record: endpoints.Record, everyone: Iterable[endpoints.Record]) -> Lines:
     """/etc/hosts lines (address, names) for ``record``'s container: its own
-    addresses first, then its peers on each shared network."""
+    addresses first, then its peers on each shared network, the most recently
+    attached first — resolvers take the first line that names a host, so while a
+    start-first update runs two copies, the name already points at the new one."""
     own: list[tuple[str, str]] = []
     for endpoint in record.endpoints:
         if endpoint.address:
             own.append((endpoint.address, " ".join(record.names_on(endpoint))))
     peers: list[tuple[str, str]] = []
     mine = {e.network_id for e in record.endpoints}
-    for other in everyone:
+    newest_first = sorted(everyone, key=lambda r: (-r.attached_at, r.container_id))
+    for other in newest_first:
         if other.container_id == record.container_id:
             continue
         for endpoint in other.endpoints:
             if endpoint.network_id in mine and endpoint.address:
                 peers.append((endpoint.address, " ".join(other.names_on(endpoint))))
-    peers.sort(key=lambda line: (ipaddress.IPv4Address(line[0]), line[1]))
     seen: set[tuple[str, str]] = set()
     result = []
     for line in [*own, *peers]:

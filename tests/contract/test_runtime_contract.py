@@ -424,3 +424,18 @@ def test_logs_with_tail_and_since(rt: client.RuntimeClient) -> None:
     with pytest.raises(errors.InvalidSpec):
         list(rt.container_logs("l1", since="not a time"))
     rt.remove_container("l1", force=True)
+
+
+def test_rename_keeps_the_container(rt: client.RuntimeClient) -> None:
+    created = rt.create_container(_config("old-name"))
+    rt.create_container(_config("taken"))
+    with pytest.raises(errors.AlreadyExists):
+        rt.rename_container("old-name", "taken")
+    renamed = rt.rename_container("old-name", "new.name")
+    assert renamed.id == created.id and renamed.name == "new.name"
+    assert renamed.config.name == "new.name"
+    with pytest.raises(errors.NotFound):
+        rt.get_container("old-name")
+    assert rt.get_container("new.name").id == created.id
+    rt.remove_container("new.name", force=True)
+    rt.remove_container("taken", force=True)
