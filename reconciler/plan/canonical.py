@@ -25,8 +25,17 @@ from pydantic import BaseModel
 
 from reconciler.plan import model
 
-CONTAINER_IN_PLACE = ("restart", "labels", "resources", "stopGracePeriod", "dependsOn", "update")
-"""Container fields applied without a recreate (the runtime updates them in place)."""
+CONTAINER_IN_PLACE = (
+    "restart",
+    "labels",
+    "resources",
+    "stopGracePeriod",
+    "dependsOn",
+    "update",
+    "networks",
+)
+"""Container fields applied without a recreate (the runtime updates them in place;
+networks by connecting and disconnecting, when the planner finds that possible)."""
 
 SECRET_PREFIXES = ("env.",)
 """Paths whose values are never printed: environment values may be secrets."""

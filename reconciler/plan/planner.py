@@ -77,7 +77,12 @@ def plan(
             continue
         image = observed.images.get(want.image_ref)
         container_actions, note = _plan_container(
-            want, seen_container, image.id if image else None, recreated, options
+            want,
+            seen_container,
+            image.id if image else None,
+            recreated,
+            options,
+            _namespace_networks(desired),
         )
         actions.extend(container_actions)
         if note is not None:
@@ -293,6 +298,7 @@ def _plan_container(
     image_id: str | None,
     recreated: set[tuple[str, str]],
     options: model.PlanOptions,
+    namespace_networks: frozenset[str] = frozenset(("host", "none")),
 ) -> tuple[list[model.Action], model.Note | None]:
     """A create or a recreate alone; else an in-place update and/or a start."""
     record = canonical.container_record(want, image_id)
@@ -340,11 +346,18 @@ def _plan_container(
     if seen.config_drift:
         return [action("recreate", "spec", (_OUT_OF_BAND,))], None
     actions = []
-    in_place = canonical.differences(
-        _in_place(canonical.expanded(applied, manifests.ContainerSpec)),
-        _in_place(canonical.expanded(record, manifests.ContainerSpec)),
-        strip="spec.",
+    before = canonical.expanded(applied, manifests.ContainerSpec)
+    after = canonical.expanded(record, manifests.ContainerSpec)
+    in_place = canonical.differences(_in_place(before), _in_place(after), strip="spec.")
+    blocker = _network_change_blocker(
+        before.get("spec", {}).get("networks") or [],
+        after.get("spec", {}).get("networks") or [],
+        namespace_networks,
     )
+    if blocker is not None:
+        reasons = [r for r in in_place if r.path.startswith("networks")]
+        reasons.append(model.Reason("networks", blocker))
+        return [action("recreate", "spec", reasons)], None
     if in_place:
         actions.append(action("update", "spec", in_place))
     start, note = _runtime_drift(want, seen, options)
@@ -354,6 +367,39 @@ def _plan_container(
 
 
 _PAST = {"recreate": "is recreated", "restart": "is restarted"}
+
+
+def _namespace_networks(desired: model.DesiredState) -> frozenset[str]:
+    """Network names that decide a container's namespace (host, none): joining or
+    leaving one needs a new container."""
+    return frozenset(
+        {"host", "none"}
+        | {n for n, net in desired.networks.items() if net.spec.driver in ("host", "none")}
+    )
+
+
+def _network_change_blocker(
+    before: list[dict[str, Any]], after: list[dict[str, Any]], namespaced: frozenset[str]
+) -> str | None:
+    """Why a change of a container's networks cannot be made by connecting and
+    disconnecting it (None: it can, or nothing changed).
+
+    Live changes keep the order of the networks that stay (the first one holds the
+    default route) and add new ones at the end; a move to or from host, none or
+    no network at all changes the namespace itself.
+    """
+    if before == after:
+        return None
+    old = [n.get("name") for n in before]
+    new = [n.get("name") for n in after]
+    if not old or not new:
+        return "joining the first network or leaving the last one needs a new container"
+    if any(n in namespaced for n in (*old, *new)):
+        return "a change of host or none networking needs a new container"
+    kept = [n for n in old if n in new]
+    if new[: len(kept)] != kept:
+        return "a new order of networks (the first holds the default route) needs a new container"
+    return None
 
 
 def overlap_blocker(spec: manifests.ContainerSpec) -> str | None:
