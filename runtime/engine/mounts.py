@@ -6,8 +6,9 @@ A snapshotter returns ``Mount`` values and never mounts anything itself
 them. ``writable_dir``/``lower_dirs`` read a description back, so a layer can
 be applied straight into an overlay upper directory without mounting.
 
-Options are Linux's ``mount(8)`` words: flags (``ro``, ``rbind``, ``nosuid``,
-propagation ``rprivate``…) become mount flags, anything else (``lowerdir=…``,
+Options are Linux's ``mount(8)`` words, read by the OCI runtime's parser
+(``runtime.oci.mountopts``): flags (``ro``, ``rbind``, ``nosuid``, propagation
+``rprivate``…) become mount flags, anything else (``lowerdir=…``,
 ``index=off``) goes into the filesystem's data string.
 
 Overlay data is limited to one page by the kernel. A long ``lowerdir`` chain
@@ -27,42 +28,10 @@ from collections.abc import Iterator, Sequence
 
 import runtime.sys as rsys
 from runtime import errors
+from runtime.oci import mountopts
 
 MAX_STACKED = 64
 _PATH_OPTIONS = ("lowerdir=", "upperdir=", "workdir=")
-
-# option → (clear the flag instead of setting it, flag)
-_FLAGS: dict[str, tuple[bool, int]] = {
-    "ro": (False, rsys.MS_RDONLY),
-    "rw": (True, rsys.MS_RDONLY),
-    "bind": (False, rsys.MS_BIND),
-    "rbind": (False, rsys.MS_BIND | rsys.MS_REC),
-    "nosuid": (False, rsys.MS_NOSUID),
-    "suid": (True, rsys.MS_NOSUID),
-    "nodev": (False, rsys.MS_NODEV),
-    "dev": (True, rsys.MS_NODEV),
-    "noexec": (False, rsys.MS_NOEXEC),
-    "exec": (True, rsys.MS_NOEXEC),
-    "noatime": (False, rsys.MS_NOATIME),
-    "atime": (True, rsys.MS_NOATIME),
-    "nodiratime": (False, rsys.MS_NODIRATIME),
-    "relatime": (False, rsys.MS_RELATIME),
-    "norelatime": (True, rsys.MS_RELATIME),
-    "strictatime": (False, rsys.MS_STRICTATIME),
-    "sync": (False, rsys.MS_SYNCHRONOUS),
-    "async": (True, rsys.MS_SYNCHRONOUS),
-    "defaults": (False, 0),
-}
-_PROPAGATION = {
-    "private": rsys.MS_PRIVATE,
-    "rprivate": rsys.MS_PRIVATE | rsys.MS_REC,
-    "slave": rsys.MS_SLAVE,
-    "rslave": rsys.MS_SLAVE | rsys.MS_REC,
-    "shared": rsys.MS_SHARED,
-    "rshared": rsys.MS_SHARED | rsys.MS_REC,
-    "unbindable": rsys.MS_UNBINDABLE,
-    "runbindable": rsys.MS_UNBINDABLE | rsys.MS_REC,
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,27 +46,6 @@ class Mount:
     source: str
     target: str | None = None
     options: tuple[str, ...] = ()
-
-
-@dataclasses.dataclass(frozen=True)
-class ParsedOptions:
-    flags: int
-    propagation: int
-    data: str
-
-
-def parse_options(options: Sequence[str]) -> ParsedOptions:
-    flags = propagation = 0
-    data: list[str] = []
-    for option in options:
-        if option in _FLAGS:
-            clear, flag = _FLAGS[option]
-            flags = flags & ~flag if clear else flags | flag
-        elif option in _PROPAGATION:
-            propagation |= _PROPAGATION[option]
-        else:
-            data.append(option)
-    return ParsedOptions(flags, propagation, ",".join(data))
 
 
 def _option_value(mount: Mount, prefix: str) -> str | None:
@@ -170,22 +118,22 @@ def _fitted_overlay_data(data: str) -> Iterator[str]:
 
 def _mount_one(m: Mount, target: str) -> str:
     dest = target if m.target is None else os.path.join(target, m.target.lstrip("/"))
-    opts = parse_options(m.options)
+    opts = mountopts.parse(list(m.options), m.type)
     what = f"mount {m.type} {m.source} at {dest}"
     with errors.map_os_errors(what):
-        if opts.flags & rsys.MS_BIND:
-            rsys.mount(m.source, dest, None, opts.flags & (rsys.MS_BIND | rsys.MS_REC), None)
-            rest = opts.flags & ~(rsys.MS_BIND | rsys.MS_REC)
-            if rest:  # a bind mount ignores other flags until it is remounted
-                remount = rsys.MS_REMOUNT | rsys.MS_BIND | rest
+        if opts.bind:
+            bind = rsys.MS_BIND | (rsys.MS_REC if opts.recursive else 0)
+            rsys.mount(m.source, dest, None, bind, None)
+            if opts.flags:  # a bind mount ignores other flags until it is remounted
+                remount = rsys.MS_REMOUNT | rsys.MS_BIND | opts.flags
                 rsys.mount(None, dest, None, remount, None)
         elif m.type == "overlay":
             with _fitted_overlay_data(opts.data) as data:
                 rsys.mount(m.source or "overlay", dest, "overlay", opts.flags, data)
         else:
             rsys.mount(m.source, dest, m.type, opts.flags, opts.data or None)
-        if opts.propagation:
-            rsys.mount(None, dest, None, opts.propagation, None)
+        for propagation in opts.propagation:  # the kernel takes one word per call
+            rsys.mount(None, dest, None, propagation, None)
     return dest
 
 
