@@ -61,6 +61,8 @@ def container_config(
             sub_path=m.sub_path,
             size=m.size,
             mode=m.mode,
+            no_copy=m.no_copy,
+            create_host_path=m.create_host_path,
         )
         for m in spec.mounts
     )
@@ -114,6 +116,9 @@ def container_config(
         healthcheck=health,
     )
     labels[L.CONFIG_HASH] = config_digest(config)
+    # its anonymous volumes belong to the object, not to one container: a recreate and a
+    # start-first update's second container (another name for a while) mount the same ones
+    labels[client.VOLUME_OWNER_LABEL] = runtime_name_for(stack, want.name)
     return dataclasses.replace(config, labels=client.frozen_map(labels))
 
 
@@ -125,9 +130,22 @@ def config_digest(config: client.ContainerConfig) -> str:
     update through the API, an edited record) shows as spec drift even when the
     applied-spec record still matches the manifests.
     """
-    plain = dataclasses.replace(config, labels=(), annotations=())
-    text = json.dumps(dataclasses.asdict(plain), sort_keys=True, separators=(",", ":"))
+    plain = dataclasses.asdict(dataclasses.replace(config, labels=(), annotations=()))
+    for mount in plain["mounts"]:
+        for key, default in _LATER_MOUNT_FIELDS.items():
+            if mount.get(key) == default:  # as before they existed: no phantom drift
+                del mount[key]
+    text = json.dumps(plain, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+# MountConfig fields added after containers were recorded (issue 7): left out of the
+# digest at their default, so that an upgrade does not see every container as drifted
+_LATER_MOUNT_FIELDS: dict[str, object] = {
+    "no_copy": False,
+    "create_host_path": False,
+    "propagation": None,
+}
 
 
 def resources(want: model.DesiredContainer) -> client.ResourcesConfig:

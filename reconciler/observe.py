@@ -70,12 +70,26 @@ def observe(
             # asks for an update, which the engine carries out as a repair
             networks[found.name] = dataclasses.replace(found, problems=tuple(net.problems))
     volumes: dict[str, model.ObservedObject] = {}
+    prefix = runtime_name_for(stack, "")
     for vol in runtime.list_volumes():
         found = _object("Volume", stack, vol.name, dict(vol.labels), dict(vol.annotations))
+        owner = vol.anonymous_owner
+        if found is None and owner and owner.startswith(prefix) and vol.name.startswith(prefix):
+            # an anonymous volume of one of the stack's containers: kept while it is
+            # desired, deleted with the stack's volumes (``delete --volumes``)
+            found = model.ObservedObject(
+                kind="Volume",
+                name=vol.name[len(prefix) :],
+                runtime_name=vol.name,
+                spec_hash=None,
+                applied=None,
+                owner=owner[len(prefix) :],
+            )
         if found is None:
             foreign.add(("Volume", vol.name))
         else:
-            volumes[found.name] = found
+            # a mount gone from the host (after a reboot): the runtime's update repairs it
+            volumes[found.name] = dataclasses.replace(found, problems=tuple(vol.problems))
     containers: dict[str, model.ObservedContainer] = {}
     for info in runtime.list_containers():
         labels = info.labels

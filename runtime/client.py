@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Literal, Protocol
+from typing import BinaryIO, Literal, Protocol
 
 __all__ = [
     "ArchiveFormat",
@@ -49,7 +49,12 @@ __all__ = [
     "RuntimeClient",
     "VolumeConfig",
     "VolumeInfo",
+    "ANONYMOUS_VOLUME_LABEL",
+    "VOLUME_OWNER_LABEL",
+    "VOLUME_TARGET_LABEL",
+    "anonymous_volume_name",
     "frozen_map",
+    "volume_owner",
 ]
 
 ContainerStatus = Literal["created", "running", "paused", "restarting", "exited", "dead"]
@@ -157,6 +162,48 @@ class VolumeInfo:
     annotations: tuple[tuple[str, str], ...]
     mountpoint: str
     created_at: float
+    # the containers that use it now (created or running): it cannot be removed meanwhile
+    users: tuple[str, ...] = ()
+    # what is wrong on the host (its mount gone after a reboot, its device missing):
+    # drift, repaired by ``update_volume`` and by starting a container that uses it
+    problems: tuple[str, ...] = ()
+
+    @property
+    def anonymous_owner(self) -> str | None:
+        """The owner (a container's name, or its ``VOLUME_OWNER_LABEL``) of an
+        anonymous volume; None for a named volume."""
+        labels = dict(self.labels)
+        if labels.get(ANONYMOUS_VOLUME_LABEL) != "true":
+            return None
+        return labels.get(VOLUME_OWNER_LABEL)
+
+
+def volume_owner(config: ContainerConfig) -> str:
+    """Whose anonymous volumes a container mounts: its ``VOLUME_OWNER_LABEL``, else its name."""
+    return dict(config.labels).get(VOLUME_OWNER_LABEL) or config.name
+
+
+def anonymous_volume_name(owner: str, target: str) -> str:
+    """``<owner>.anon-<12 hex>``: the same owner and target, the same volume."""
+    import hashlib  # here: the shim imports this module on its hot path
+    import posixpath
+
+    digest = hashlib.sha256(f"{owner}\0{posixpath.normpath(target)}".encode()).hexdigest()
+    suffix = f".anon-{digest[:12]}"
+    return owner[: 128 - len(suffix)] + suffix
+
+
+ANONYMOUS_VOLUME_LABEL = "io.pyreconcile.anonymous"
+"""``"true"`` on a volume the engine made for a mount without a source, or for an
+image ``VOLUME``: named after its container and target, reused when a container
+of the same name is created again, removed only when asked."""
+VOLUME_OWNER_LABEL = "io.pyreconcile.volume-owner"
+"""On an anonymous volume: the owner it belongs to. On a container: the owner its
+anonymous volumes are named after and labelled with (default: the container's
+name), so that the containers that succeed one another under a name (a
+recreate, a start-first update's new container, a rename) keep the same ones."""
+VOLUME_TARGET_LABEL = "io.pyreconcile.volume-target"
+"""The path in the container an anonymous volume is mounted at."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,17 +271,21 @@ class PortBinding:
 class MountConfig:
     """One mount of a container, with its source already resolved.
 
-    ``type`` is ``volume`` (``source`` names a volume), ``bind`` (``source`` is
-    an absolute host path) or ``tmpfs`` (no source).
+    ``type`` is ``volume`` (``source`` names a volume; none: an anonymous
+    volume), ``bind`` (``source`` is an absolute host path) or ``tmpfs`` (no
+    source).
     """
 
     type: Literal["volume", "bind", "tmpfs"]
     target: str
-    source: str | None = None
+    source: str | None = None  # volume: None is an anonymous volume of the container
     read_only: bool = False
     sub_path: str | None = None
     size: int | None = None  # tmpfs bytes
     mode: int | None = None  # tmpfs mode
+    no_copy: bool = False  # volume: do not fill an empty volume with the image's content
+    create_host_path: bool = False  # bind: create a missing source directory
+    propagation: str | None = None  # bind: rprivate (default), rslave, rshared, private…
 
 
 @dataclasses.dataclass(frozen=True)
@@ -439,6 +490,23 @@ class RuntimeClient(Protocol):
         annotations: tuple[tuple[str, str], ...],
     ) -> VolumeInfo: ...
     def remove_volume(self, name: str) -> None: ...
+    def get_volume(self, name: str) -> VolumeInfo: ...
+    def prune_volumes(self, *, all_unused: bool = False) -> list[str]:
+        """Remove unused anonymous volumes (with ``all_unused``: every unused volume);
+        the names removed."""
+        ...
+
+    def backup_volume(self, name: str, out: BinaryIO, *, stop: bool = False) -> None:
+        """Write the volume's content to ``out`` as a tar (owners, modes, xattrs,
+        hardlinks). Running containers that use it are paused for the copy, or
+        stopped and started again with ``stop``."""
+        ...
+
+    def restore_volume(self, name: str, archive: BinaryIO, *, replace: bool = False) -> VolumeInfo:
+        """Fill the volume (created when missing) from a tar made by ``backup_volume``.
+        A volume that holds data is only replaced with ``replace``; containers that
+        use it are stopped for the swap and started again."""
+        ...
 
     # networks
     def list_networks(self) -> list[NetworkInfo]: ...

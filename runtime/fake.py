@@ -12,15 +12,54 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import itertools
 import os
+import tarfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from runtime import client, errors
 from runtime.shim import logs as shim_logs
 from runtime.shim import protocol as shim_protocol
 from schemas import reference as references
+
+
+def _empty_volume_tar() -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        root = tarfile.TarInfo(".")
+        root.type, root.mode = tarfile.DIRTYPE, 0o755
+        tar.addfile(root)
+    return buffer.getvalue()
+
+
+_EMPTY_VOLUME_TAR = _empty_volume_tar()
+
+
+def _tar_names(data: bytes, volume: str) -> list[str]:
+    """The entry names of a volume archive other than its root; InvalidSpec when it
+    is not a tar or an entry climbs out of the volume (as the engine refuses it)."""
+    what = f"restore of volume {volume}"
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
+            names = tar.getnames()
+    except tarfile.TarError as exc:
+        raise errors.InvalidSpec(f"{what}: not a valid tar stream: {exc}") from None
+    kept = []
+    for name in names:
+        parts: list[str] = []
+        for part in name.split("/"):
+            if part == "..":
+                if not parts and not name.startswith("/"):
+                    raise errors.InvalidSpec(f"{what}: entry {name!r} climbs out of the root")
+                if parts:
+                    parts.pop()
+            elif part not in ("", "."):
+                parts.append(part)
+        if parts:
+            kept.append("/".join(parts))
+    return kept
 
 
 def _image_key(ref: str) -> str:
@@ -47,6 +86,9 @@ class FakeRuntime:
         self.archives: dict[str, list[tuple[client.ImageInfo, bytes, tuple[str, ...]]]] = {}
         self._image_content: dict[str, bytes] = {}  # image id -> the bytes it was made of
         self.volumes: dict[str, client.VolumeInfo] = {}
+        self.volume_data: dict[str, bytes] = {}  # the archive a volume was restored from
+        # set by a test: a volume's mount "went away" (the engine reports such drift)
+        self.volume_problems: dict[str, list[str]] = {}
         self.networks: dict[str, client.NetworkInfo] = {}
         self.containers: dict[str, client.ContainerInfo] = {}
         self.logs: dict[str, list[client.LogEntry]] = {}
@@ -274,7 +316,51 @@ class FakeRuntime:
     # -- volumes -----------------------------------------------------------
 
     def list_volumes(self) -> list[client.VolumeInfo]:
-        return sorted(self.volumes.values(), key=lambda v: v.name)
+        ordered = sorted(self.volumes.values(), key=lambda v: v.name)
+        return [self._observed_volume(v) for v in ordered]
+
+    def get_volume(self, name: str) -> client.VolumeInfo:
+        return self._observed_volume(self._volume(name))
+
+    def _observed_volume(self, info: client.VolumeInfo) -> client.VolumeInfo:
+        return dataclasses.replace(
+            info,
+            users=tuple(self._volume_users(info)),
+            problems=tuple(self.volume_problems.get(info.name, ())),
+        )
+
+    def _volume_users(self, info: client.VolumeInfo) -> list[str]:
+        owner = info.anonymous_owner
+        return sorted(
+            c.name
+            for c in self.containers.values()
+            if (owner is not None and client.volume_owner(c.config) == owner)
+            or any(m.type == "volume" and m.source == info.name for m in c.config.mounts)
+        )
+
+    def _anonymous_volumes(self, config: client.ContainerConfig, image: client.ImageInfo) -> None:
+        """The volumes of mounts without a source and of the image's VOLUMEs, made or reused."""
+        owner = client.volume_owner(config)
+        covered = {os.path.normpath(m.target) for m in config.mounts}
+        targets = [m.target for m in config.mounts if m.type == "volume" and not m.source]
+        targets += [
+            v for v in (os.path.normpath(p) for p in image.config.volumes) if v not in covered
+        ]
+        for target in targets:
+            name = client.anonymous_volume_name(owner, target)
+            existing = self.volumes.get(name)
+            if existing is not None:
+                if existing.anonymous_owner != owner:
+                    raise errors.AlreadyExists(
+                        f"volume {name!r} exists and is not the anonymous volume of {owner!r}"
+                    )
+                continue
+            labels = {
+                client.ANONYMOUS_VOLUME_LABEL: "true",
+                client.VOLUME_OWNER_LABEL: owner,
+                client.VOLUME_TARGET_LABEL: os.path.normpath(target),
+            }
+            self.create_volume(client.VolumeConfig(name=name, labels=client.frozen_map(labels)))
 
     def create_volume(self, config: client.VolumeConfig) -> client.VolumeInfo:
         self.calls.append(f"create_volume {config.name}")
@@ -301,7 +387,8 @@ class FakeRuntime:
         info = self._volume(name)
         info = dataclasses.replace(info, labels=labels, annotations=annotations)
         self.volumes[name] = info
-        return info
+        self.volume_problems.pop(name, None)  # the engine repairs a mount that went away
+        return self.get_volume(name)
 
     def _volume(self, name: str) -> client.VolumeInfo:
         try:
@@ -311,15 +398,42 @@ class FakeRuntime:
 
     def remove_volume(self, name: str) -> None:
         self.calls.append(f"remove_volume {name}")
-        self._volume(name)
-        users = [
-            c.name
-            for c in self.containers.values()
-            if any(m.type == "volume" and m.source == name for m in c.config.mounts)
-        ]
+        users = self._volume_users(self._volume(name))
         if users:
             raise errors.FailedPrecondition(f"volume {name!r} is in use by {', '.join(users)}")
         del self.volumes[name]
+        self.volume_data.pop(name, None)
+        self.volume_problems.pop(name, None)
+
+    def prune_volumes(self, *, all_unused: bool = False) -> list[str]:
+        removed = []
+        for info in self.list_volumes():
+            if info.users or (not all_unused and info.anonymous_owner is None):
+                continue
+            self.remove_volume(info.name)
+            removed.append(info.name)
+        return removed
+
+    def backup_volume(self, name: str, out: BinaryIO, *, stop: bool = False) -> None:
+        """The archive last restored into the volume, or an empty volume's archive."""
+        self._volume(name)
+        out.write(self.volume_data.get(name) or _EMPTY_VOLUME_TAR)
+
+    def restore_volume(
+        self, name: str, archive: BinaryIO, *, replace: bool = False
+    ) -> client.VolumeInfo:
+        data = archive.read()
+        names = _tar_names(data, name)
+        created = name not in self.volumes
+        if created:
+            self.create_volume(client.VolumeConfig(name=name))
+        elif self.volume_data.get(name) and not replace:
+            raise errors.FailedPrecondition(
+                f"restore of volume {name}: the volume is not empty; restore --replace "
+                "replaces its content"
+            )
+        self.volume_data[name] = data if names else b""
+        return self.get_volume(name)
 
     # -- networks ----------------------------------------------------------
 
@@ -473,6 +587,14 @@ class FakeRuntime:
         for mount in config.mounts:
             if mount.type == "volume" and mount.source and mount.source not in self.volumes:
                 raise errors.NotFound(f"volume {mount.source!r} not found")
+            if (
+                mount.type == "bind"
+                and not mount.create_host_path
+                and mount.source
+                and not os.path.lexists(mount.source)
+            ):
+                raise errors.NotFound(f"bind source {mount.source} does not exist")
+        self._anonymous_volumes(config, image)
         for attachment in config.networks:
             if attachment.network not in self.networks and attachment.network not in (
                 "host",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from runtime import client, errors
 from runtime.engine import (
@@ -20,9 +20,11 @@ from runtime.engine import (
     layout,
     metadata,
     networks,
-    objects,
     restore,
     snapshots,
+    volume_archive,
+    volume_quiesce,
+    volumes,
 )
 from schemas import reference as references
 
@@ -50,7 +52,7 @@ class LocalRuntime:
         self._images = images.ImageStore(paths, self._store, self._content, self._snapshots)
         self._registry_options = registry_options
         self._registries_: registry.Registries | None = None
-        self._volumes = objects.Volumes(paths, self._store)
+        self._volumes = volumes.Volumes(paths, self._store)
         self._networks = networks.Networks(paths, self._store)
         self._containers = containers.Containers(
             paths, self._store, self._images, self._snapshots, self._volumes, self._networks
@@ -194,6 +196,50 @@ class LocalRuntime:
 
     def remove_volume(self, name: str) -> None:
         self._volumes.remove(name)
+
+    def get_volume(self, name: str) -> client.VolumeInfo:
+        return self._volumes.get(name)
+
+    def prune_volumes(self, *, all_unused: bool = False) -> list[str]:
+        return self._volumes.prune(all_unused=all_unused)
+
+    def backup_volume(self, name: str, out: BinaryIO, *, stop: bool = False) -> None:
+        """Users paused (or stopped) for the copy: the archive is one instant's content."""
+        users = self._volumes.users(name)
+        mountpoint = self._volumes.ensure_mounted(name)
+        quiet = (
+            volume_quiesce.stopped(self._containers, users)
+            if stop
+            else volume_quiesce.paused(self._containers, users, self.layout.oci_root)
+        )
+        with quiet, self._volumes.locked(name):
+            volume_archive.backup(mountpoint, out, f"backup of volume {name}")
+
+    def restore_volume(
+        self, name: str, archive: BinaryIO, *, replace: bool = False
+    ) -> client.VolumeInfo:
+        """A missing volume is created (a plain one) and removed again if the restore fails."""
+        created = False
+        try:
+            self._volumes.get(name)
+        except errors.NotFound:
+            self._volumes.create(client.VolumeConfig(name=name))
+            created = True
+        try:
+            mountpoint = self._volumes.ensure_mounted(name)
+            users = self._volumes.users(name)
+            with volume_quiesce.stopped(self._containers, users), self._volumes.locked(name):
+                volume_archive.restore(
+                    mountpoint, archive, f"restore of volume {name}", replace=replace
+                )
+        except BaseException as exc:
+            if created:
+                try:
+                    self._volumes.remove(name)
+                except errors.RuntimeError_ as cleanup:
+                    exc.add_note(f"removing the volume made for it failed too: {cleanup}")
+            raise
+        return self._volumes.get(name)
 
     # networks
     def list_networks(self) -> list[client.NetworkInfo]:

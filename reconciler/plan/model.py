@@ -95,8 +95,11 @@ class ObservedObject:
     runtime_name: str
     spec_hash: str | None
     applied: Mapping[str, Any] | None  # the canonical applied spec, if recorded
-    # networks: what is missing on the host (drift the runtime can repair in an update)
+    # what is missing on the host (drift the runtime can repair in an update): a
+    # network's bridge or rules, a volume's mount
     problems: tuple[str, ...] = ()
+    # volumes: the container (manifest name) an anonymous volume belongs to; None: named
+    owner: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)

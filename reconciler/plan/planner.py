@@ -94,16 +94,25 @@ def plan(
         for name in sorted(set(observed.networks) - set(desired.networks)):
             actions.append(model.Action("delete", "Network", name, "orphan", (_ORPHAN,)))
         for name in sorted(set(observed.volumes) - set(desired.volumes)):
+            owner = observed.volumes[name].owner
+            if owner is not None and owner in desired.containers:
+                continue  # an anonymous volume of a desired container: it stays with it
             if options.prune_volumes:
+                reason = _ORPHAN if owner is None else _anonymous_orphan(owner)
                 actions.append(
-                    model.Action("delete", "Volume", name, "orphan", (_ORPHAN,), destructive=True)
+                    model.Action("delete", "Volume", name, "orphan", (reason,), destructive=True)
                 )
             else:
+                what = (
+                    "no longer desired"
+                    if owner is None
+                    else f"an anonymous volume of container {owner}, which is no longer desired"
+                )
                 notes.append(
                     model.Note(
                         "Volume",
                         name,
-                        "no longer desired; kept because volumes hold data "
+                        f"{what}; kept because volumes hold data "
                         "(apply --prune-volumes removes it)",
                     )
                 )
@@ -114,6 +123,12 @@ def plan(
 
 _MISSING = model.Reason("", "not present")
 _ORPHAN = model.Reason("", "managed by this stack but no longer desired")
+
+
+def _anonymous_orphan(owner: str) -> model.Reason:
+    return model.Reason("", f"an anonymous volume of container {owner}, no longer desired")
+
+
 _OUT_OF_BAND = model.Reason(
     "", "its runtime configuration was changed outside pyreconcile (out-of-band spec drift)"
 )

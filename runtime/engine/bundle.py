@@ -104,8 +104,11 @@ class BundleInputs:
     rootfs: str  # the mounted rootfs (read for /etc/passwd)
     cgroups_path: str
     etc_files: dict[str, str]  # container path (/etc/hosts…) -> host file to bind
-    volume_sources: dict[str, str]  # volume name -> host directory
     network_namespace: str | None  # None: a new one; "host": the host's; else a path to join
+    # the container's volume, bind and tmpfs mounts as OCI mounts, resolved by
+    # runtime.engine.volume_mounts (volumes mounted, subPaths staged), in order
+    user_mounts: tuple[dict[str, Any], ...] = ()
+    rootfs_propagation: str = "rprivate"  # rslave/rshared when a bind mount asks for it
 
 
 def build_args(config: client.ContainerConfig, image: client.ImageConfig) -> list[str]:
@@ -250,33 +253,6 @@ def default_mounts() -> list[dict[str, Any]]:
     ]
 
 
-def user_mounts(inputs: BundleInputs) -> list[dict[str, Any]]:
-    mounts = []
-    for m in inputs.config.mounts:
-        if m.type == "tmpfs":
-            opts = ["nosuid", "nodev"]
-            if m.size is not None:
-                opts.append(f"size={m.size}")
-            if m.mode is not None:
-                opts.append(f"mode={m.mode:o}")
-            if m.read_only:
-                opts.append("ro")
-            mounts.append(_mount(m.target, "tmpfs", "tmpfs", opts))
-            continue
-        if m.type == "volume":
-            if m.source is None or m.source not in inputs.volume_sources:
-                raise errors.NotFound(f"volume {m.source!r} for {m.target} has no directory")
-            source = inputs.volume_sources[m.source]
-        else:
-            assert m.source is not None
-            source = m.source
-        if m.sub_path:
-            source = os.path.join(source, m.sub_path)
-        opts = ["rbind", "rprivate", "ro" if m.read_only else "rw"]
-        mounts.append(_mount(m.target, "bind", source, opts))
-    return mounts
-
-
 def build_config(inputs: BundleInputs) -> dict[str, Any]:
     """The OCI runtime config (config.json) as a dict."""
     config, image = inputs.config, inputs.image
@@ -311,7 +287,7 @@ def build_config(inputs: BundleInputs) -> dict[str, Any]:
     mounts = default_mounts()
     for dest, source in sorted(inputs.etc_files.items()):
         mounts.append(_mount(dest, "bind", source, ["rbind", "rprivate", "rw"]))
-    mounts.extend(user_mounts(inputs))
+    mounts.extend(dict(m) for m in inputs.user_mounts)
     if config.init:
         mounts.append(_mount(INIT_PATH, "bind", INIT_BINARY, ["rbind", "rprivate", "ro"]))
     resources: dict[str, Any] = {"devices": [dict(r) for r in DEFAULT_DEVICE_RULES]}
@@ -334,7 +310,7 @@ def build_config(inputs: BundleInputs) -> dict[str, Any]:
             "resources": resources,
             "maskedPaths": list(MASKED_PATHS),
             "readonlyPaths": list(READONLY_PATHS),
-            "rootfsPropagation": "rprivate",
+            "rootfsPropagation": inputs.rootfs_propagation,
             "seccomp": seccomp_profile(DEFAULT_CAPABILITIES),
         },
     }

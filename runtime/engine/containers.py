@@ -49,6 +49,9 @@ from runtime.engine import (
     records,
     snapshots,
     tasks,
+    volume_fs,
+    volume_mounts,
+    volumes,
 )
 from runtime.shim import client as shim_client
 from runtime.shim import health, launch, restore, statedir
@@ -64,7 +67,7 @@ class Containers:
         store: metadata.MetadataStore,
         image_store: images.ImageStore,
         snapshotter: snapshots.OverlaySnapshotter,
-        volumes: objects.Volumes,
+        volumes: volumes.Volumes,
         networks: objects.Networks,
     ) -> None:
         self._layout = paths
@@ -110,18 +113,8 @@ class Containers:
     def create(self, config: client.ContainerConfig) -> client.ContainerInfo:
         objects.check_name("container", config.name)
         image = self._images.get(config.image)
-        for m in config.mounts:
-            if m.type == "volume":
-                if not m.source:
-                    raise errors.Unavailable(
-                        f"container {config.name}: anonymous volumes (at {m.target}) are not "
-                        "supported yet; name a Volume"
-                    )
-                self._volumes.get(m.source)
-            elif m.type == "bind" and m.source and not os.path.exists(m.source):
-                raise errors.NotFound(
-                    f"container {config.name}: bind source {m.source} does not exist"
-                )
+        # volumes (issue 7): named ones exist, anonymous ones are made, bind sources exist
+        volume_mounts.check(config, images.image_config(image), self._volumes)
         self._networks.check_attachments(config)
         if config.oci_runtime and not os.access(config.oci_runtime, os.X_OK):
             raise errors.NotFound(f"OCI runtime {config.oci_runtime} is not an executable")
@@ -200,12 +193,19 @@ class Containers:
                     rootfs=rootfs,
                     cgroups_path=f"/{self._layout.cgroup_parent}/{row.id}",
                     etc_files=etc,
-                    volume_sources={
-                        m.source: self._volumes.get(m.source).mountpoint
-                        for m in config.mounts
-                        if m.type == "volume" and m.source
-                    },
                     network_namespace=netns,
+                    # volumes (issue 7): mounted, copied up, subPaths staged
+                    user_mounts=tuple(
+                        volume_mounts.resolve(
+                            config,
+                            image_config,
+                            self._volumes,
+                            rootfs=rootfs,
+                            bundle_dir=shim_dir,
+                            container_dir=self._layout.container_dir(row.id),
+                        )
+                    ),
+                    rootfs_propagation=volume_mounts.rootfs_propagation(config),
                 )
             )
             statedir.write_atomic(
@@ -235,6 +235,10 @@ class Containers:
                 )
             )
         except BaseException as exc:
+            try:
+                volume_mounts.release(shim_dir)
+            except errors.RuntimeError_ as cleanup:
+                exc.add_note(f"unmounting its subPath mounts failed too: {cleanup}")
             try:
                 mounts.unmount(rootfs)
             except errors.RuntimeError_ as cleanup:
@@ -341,9 +345,8 @@ class Containers:
             self._stop_locked(row, 10.0, "SIGKILL")
             self.tasks.clean_up(row)
             shim_dir = self._bundle(row)
-            if os.path.lexists(shim_dir):
-                with errors.map_os_errors(f"remove bundle {shim_dir}"):
-                    shutil.rmtree(shim_dir)
+            # never through a mount (a subPath of a volume, the rootfs): refused instead
+            volume_fs.remove_tree(shim_dir)
             if row.snapshot_key:
                 try:
                     self._snapshots.remove(row.snapshot_key)

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from runtime import client, errors
-from runtime.engine import layout, metadata, mounts, records
+from runtime.engine import layout, metadata, mounts, records, volume_fs
 from runtime.shim import restore, runtimes, statedir
 
 LOST_EXIT_CODE = restore.LOST_EXIT_CODE
@@ -238,6 +238,7 @@ def clean_up_bundle(shim_dir: str, oci_root: str, container_id: str) -> None:
             runtime.delete(force=True)
         except errors.NotFound:
             pass
+    volume_fs.release_staging(shim_dir)  # subPath mounts (issue 7)
     if mounts.is_mounted(rootfs):
         mounts.unmount(rootfs)
 

@@ -2,7 +2,9 @@
 
 A case gives what was applied before (``applied``, with the image ids of that
 time), the image store now (``images``), runtime status overrides, networks'
-drift on the host (``networkProblems``), the desired manifests, and the expected actions in order as
+drift on the host (``networkProblems``), volumes' (``volumeProblems``),
+anonymous volumes and their owners (``anonymousVolumes``), the desired
+manifests, and the expected actions in order as
 ``"<op> <resource> <category>[: reason; reason…]"`` (reasons match as
 substrings), plus expected notes as substrings.
 """
@@ -63,6 +65,18 @@ def test_plan_case(path: Path) -> None:
             for name, seen in observed.networks.items()
         }
         observed = dataclasses.replace(observed, networks=networks)
+    volume_problems = case.get("volumeProblems", {})  # a volume's mount gone from the host
+    anonymous = case.get("anonymousVolumes", {})  # name -> owner (a container's name)
+    if volume_problems or anonymous:
+        volumes = {
+            name: dataclasses.replace(seen, problems=tuple(volume_problems.get(name, ())))
+            for name, seen in observed.volumes.items()
+        }
+        for name, owner in anonymous.items():
+            volumes[name] = model.ObservedObject(
+                "Volume", name, f"{stack}_{name}", None, None, owner=owner
+            )
+        observed = dataclasses.replace(observed, volumes=volumes)
     for ref, digest in case.get("imageSources", {}).items():
         key = normalize_reference(ref)
         old = observed.images[key]
