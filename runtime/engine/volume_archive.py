@@ -263,16 +263,18 @@ def _swap(directory: str, staging: str, what: str) -> None:
                     f"{what}: swap the restored content in: {(exc.strerror or '').lower()}; "
                     "the previous content was put back"
                 ) from exc
-            _copy_root_meta(new_fd, top, root_st)
+            with errors.map_os_errors(f"{what}: set the owner and mode of {directory}"):
+                _copy_root_meta(new_fd, top, root_st)
         finally:
             os.close(old_fd)
             os.close(new_fd)
         with errors.map_os_errors(f"{what}: remove {staging}"):
             os.rmdir(staging)
-            os.utime(top, ns=(root_st.st_atime_ns, root_st.st_mtime_ns))
+        volume_fs.remove_tree(old)
+        with errors.map_os_errors(f"{what}: set the times of {directory}"):
+            os.utime(top, ns=(root_st.st_atime_ns, root_st.st_mtime_ns))  # after the removals
     finally:
         os.close(top)
-    volume_fs.remove_tree(old)
 
 
 def _undo(
