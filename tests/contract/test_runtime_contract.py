@@ -8,7 +8,9 @@ unit tests trust the fake only because it passes these too.
 
 from __future__ import annotations
 
+import io
 import socket
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -131,6 +133,95 @@ def test_volume_in_use_cannot_be_removed(rt: client.RuntimeClient) -> None:
     rt.remove_volume("v1")
     with pytest.raises(errors.NotFound):
         rt.remove_volume("v1")
+
+
+def test_anonymous_volumes_are_made_reused_and_pruned_only_when_unused(
+    rt: client.RuntimeClient,
+) -> None:
+    anon = client.MountConfig(type="volume", target="/scratch")
+    rt.create_volume(client.VolumeConfig(name="named-unused"))
+    rt.create_container(_config("anon-a", mounts=(anon,)))
+    name = client.anonymous_volume_name("anon-a", "/scratch")
+    made = rt.get_volume(name)
+    assert made.anonymous_owner == "anon-a" and made.users == ("anon-a",)
+    assert dict(made.labels)[client.VOLUME_TARGET_LABEL] == "/scratch"
+    with pytest.raises(errors.FailedPrecondition):
+        rt.remove_volume(name)
+    assert rt.prune_volumes() == []
+    rt.remove_container("anon-a", force=True)
+    assert rt.get_volume(name).users == ()  # kept: the next container of that name reuses it
+    rt.create_container(_config("anon-a", mounts=(anon,)))
+    assert sorted(v.name for v in rt.list_volumes()) == sorted([name, "named-unused"])
+    rt.remove_container("anon-a", force=True)
+    # an owner label: containers that succeed one another under other names share them
+    owned = ((client.VOLUME_OWNER_LABEL, "the-app"),)
+    rt.create_container(_config("app.next", mounts=(anon,), labels=owned))
+    shared = client.anonymous_volume_name("the-app", "/scratch")
+    assert rt.get_volume(shared).users == ("app.next",)
+    rt.remove_container("app.next", force=True)
+    assert sorted(rt.prune_volumes()) == sorted([name, shared])  # anonymous ones only
+    assert [v.name for v in rt.list_volumes()] == ["named-unused"]
+    assert rt.prune_volumes(all_unused=True) == ["named-unused"]
+    with pytest.raises(errors.NotFound):
+        rt.get_volume("named-unused")
+
+
+def test_bind_of_a_missing_path_names_it(rt: client.RuntimeClient, tmp_path: Path) -> None:
+    missing = str(tmp_path / "not-there")
+    bind = client.MountConfig(type="bind", source=missing, target="/site")
+    with pytest.raises(errors.NotFound, match=missing):
+        rt.create_container(_config("binder", mounts=(bind,)))
+    assert [c for c in rt.list_containers() if c.name == "binder"] == []
+
+
+def _archive(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(data), 1_600_000_000
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _contents(archive: bytes) -> dict[str, bytes]:
+    found = {}
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        for member in tar:
+            data = tar.extractfile(member)
+            if data is not None:
+                found[member.name.removeprefix("./")] = data.read()
+    return found
+
+
+def test_volume_backup_and_restore(rt: client.RuntimeClient) -> None:
+    rt.create_volume(client.VolumeConfig(name="empty"))
+    out = io.BytesIO()
+    rt.backup_volume("empty", out)
+    empty = out.getvalue()
+    assert _contents(empty) == {}
+    # into a missing volume: made, filled; a backup gives the same content
+    restored = rt.restore_volume("filled", io.BytesIO(_archive({"hello": b"hi\n"})))
+    assert restored.name == "filled"
+    out = io.BytesIO()
+    rt.backup_volume("filled", out)
+    assert _contents(out.getvalue()) == {"hello": b"hi\n"}
+    # a volume with data is replaced only when asked
+    with pytest.raises(errors.FailedPrecondition):
+        rt.restore_volume("filled", io.BytesIO(empty))
+    rt.restore_volume("filled", io.BytesIO(empty), replace=True)
+    out = io.BytesIO()
+    rt.backup_volume("filled", out)
+    assert _contents(out.getvalue()) == {}
+    # an archive that climbs out is refused, and no volume is left made for it
+    with pytest.raises(errors.InvalidSpec):
+        rt.restore_volume("escape", io.BytesIO(_archive({"../x": b"x"})))
+    with pytest.raises(errors.NotFound):
+        rt.get_volume("escape")
+    with pytest.raises(errors.NotFound):
+        rt.backup_volume("absent", io.BytesIO())
+    rt.remove_volume("filled")
+    rt.remove_volume("empty")
 
 
 def test_network_records(rt: client.RuntimeClient) -> None:
