@@ -69,7 +69,7 @@ def _seed(root: Path) -> None:
 
 
 def _members(archive: bytes) -> dict[str, tuple[object, ...]]:
-    found = {}
+    found: dict[str, tuple[object, ...]] = {}
     with tarfile.open(fileobj=io.BytesIO(archive), mode="r:") as tar:
         for m in tar:
             data = tar.extractfile(m) if m.isreg() else None

@@ -10,6 +10,8 @@ import os
 import stat
 from pathlib import Path
 
+import pytest
+
 from runtime import client, errors
 from tests.conftest import Roots
 from tests.integration.test_volume_support import (
@@ -22,6 +24,7 @@ from tests.integration.test_volume_support import (
     text,
     volume_doc,
     volumes,
+    wait_until,
     write_image,
     write_stack,
 )
@@ -260,3 +263,58 @@ def test_sub_path_is_resolved_inside_the_volume_and_escapes_are_refused(
         assert exec_in(roots, "app", "cat /alias/index.html") == "page\n"
     finally:
         cli(roots, "delete", "--stack", "sp", "--volumes", check=False)
+
+
+def test_bind_propagation_rslave_lets_host_mounts_in_and_rprivate_does_not(
+    roots: Roots, busybox_tar: Path, tmp_path: Path
+) -> None:
+    """Through the runtime client (the manifest has no propagation field yet)."""
+    import subprocess
+
+    shared = tmp_path / "shared"
+    (shared / "sub").mkdir(parents=True)
+    outs = {name: tmp_path / f"out-{name}" for name in ("slave", "private")}
+    for out in outs.values():
+        out.mkdir()
+    watch = (
+        "while true; do grep -c ' /prop/sub ' /proc/mounts > /out/n.tmp; "
+        "mv /out/n.tmp /out/n; sleep 0.05; done"
+    )
+    subprocess.run(["mount", "--bind", str(shared), str(shared)], check=True)
+    rt = client.open_local(str(roots.root), str(roots.run_root), roots.cgroup_parent)
+    try:
+        subprocess.run(["mount", "--make-shared", str(shared)], check=True)
+        image = rt.import_image(str(busybox_tar), "localhost/prop:1").id
+        for name, propagation in (("slave", "rslave"), ("private", None)):
+            mounts = (
+                client.MountConfig(
+                    type="bind", source=str(shared), target="/prop", propagation=propagation
+                ),
+                client.MountConfig(type="bind", source=str(outs[name]), target="/out"),
+            )
+            config = client.ContainerConfig(
+                name=f"prop-{name}", image=image, command=("sh", "-c", watch), mounts=mounts
+            )
+            rt.create_container(config)
+            rt.start_container(config.name)
+        for out in outs.values():
+            wait_until(lambda o=out: (o / "n").exists(), 20, "the watchers to start")
+        subprocess.run(["mount", "-t", "tmpfs", "late", str(shared / "sub")], check=True)
+        wait_until(
+            lambda: (outs["slave"] / "n").read_text().strip() == "1", 20, "the mount to propagate"
+        )
+        seen = (outs["private"] / "n").stat().st_mtime_ns
+        wait_until(lambda: (outs["private"] / "n").stat().st_mtime_ns != seen, 20, "a later look")
+        assert (outs["private"] / "n").read_text().strip() == "0"
+        with pytest.raises(errors.InvalidSpec, match="unknown propagation"):
+            bad = client.MountConfig(type="bind", source=str(shared), target="/p", propagation="x")
+            rt.create_container(client.ContainerConfig(name="bad", image=image, mounts=(bad,)))
+    finally:
+        for name in ("prop-slave", "prop-private"):
+            try:
+                rt.remove_container(name, force=True)
+            except errors.NotFound:
+                pass
+        rt.close()
+        subprocess.run(["umount", str(shared / "sub")], check=False)
+        subprocess.run(["umount", str(shared)], check=False)
