@@ -125,12 +125,14 @@ def spawn_shim(opts: ShimOptions, *, timeout: float = DEFAULT_TIMEOUT) -> ShimIn
     proc: subprocess.Popen[bytes] | None = None
     try:
         if not (opts.fork_server and _fork(opts, write_fd)):
+            executable, guard_fds = guarded_executable()
             proc = subprocess.Popen(
                 bootstrap_argv(opts, write_fd),
+                executable=executable,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
-                pass_fds=(write_fd,),
+                pass_fds=(write_fd, *guard_fds),
                 cwd="/",
             )
     except OSError as exc:
@@ -252,18 +254,38 @@ def _fork(opts: ShimOptions, sync_fd: int) -> bool:
         return False
 
 
+def guarded_executable() -> tuple[str | None, tuple[int, ...]]:
+    """The interpreter to start shims (and fork servers) with: the guarded copy
+    (:mod:`runtime.sys.exeguard`, CVE-2019-5736), as ``/proc/self/fd/N`` of an fd
+    the child keeps until its exec, or the plain one where no guard can be made.
+
+    A container's init is a fork of its shim; if the container's program is a
+    ``#!/proc/self/exe`` script the kernel re-runs the shim's executable inside
+    the container, and that file must not be writable from there.
+    """
+    from runtime.sys import exeguard
+
+    try:
+        fd, _ = exeguard.guarded_interpreter()
+    except OSError:
+        return None, ()
+    return f"/proc/self/fd/{fd}", (fd,)
+
+
 def _start_fork_server(path: str, timeout: float = DEFAULT_TIMEOUT) -> bool:
     """Start a fork server at ``path``; True once it listens (or another one does)."""
     read_fd, write_fd = os.pipe()
     code = BOOTSTRAP.format(path=_RUNTIME_PARENT)
     room = " " * forkserver.TITLE_ROOM  # where forked shims write their command lines
     try:
+        executable, guard_fds = guarded_executable()
         proc = subprocess.Popen(
             [sys.executable, "-I", "-S", "-c", code, "--fork-server", str(write_fd), room],
+            executable=executable,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            pass_fds=(write_fd,),
+            pass_fds=(write_fd, *guard_fds),
             cwd="/",
             env={**os.environ, forkserver.ENV_SOCKET: path},
         )
