@@ -23,20 +23,20 @@ VERSION = 1
 MAX_BYTES = 16 << 20
 
 
-def save(
-    path: str,
+def document(
     plan: model.Plan,
     desired: model.DesiredState,
     observed: model.ObservedState,
     *,
     files: list[str],
     options: model.PlanOptions,
-) -> None:
+) -> dict[str, Any]:
+    """The saved plan as data (the daemon returns it; the CLI writes it)."""
     if any(f == "-" for f in files):
         raise errors.InvalidSpec(
             "a saved plan needs manifest files it can read again; stdin (-f -) cannot be"
         )
-    document = {
+    return {
         "kind": KIND,
         "schemaVersion": VERSION,
         "stack": plan.stack,
@@ -46,12 +46,27 @@ def save(
         "observedFingerprint": fingerprint.observed(observed),
         "plan": render.plan_document(plan).model_dump(mode="json", by_alias=True),
     }
+
+
+def write(path: str, document: dict[str, Any]) -> None:
     tmp = f"{path}.tmp"
     with errors.map_os_errors(f"write the plan to {path}"):
         with open(tmp, "w") as f:
             json.dump(document, f, indent=2)
             f.write("\n")
         os.replace(tmp, path)
+
+
+def save(
+    path: str,
+    plan: model.Plan,
+    desired: model.DesiredState,
+    observed: model.ObservedState,
+    *,
+    files: list[str],
+    options: model.PlanOptions,
+) -> None:
+    write(path, document(plan, desired, observed, files=files, options=options))
 
 
 def read(path: str) -> dict[str, Any]:

@@ -11,27 +11,78 @@ from collections.abc import Iterator
 import click
 
 from reconciler import labels as L
+from reconciler.daemon import client as daemon_client
 from reconciler.naming import runtime_name_for
 from runtime import client, errors
+
+DAEMON_MODES = {
+    "auto": "auto",
+    "": "auto",
+    "never": "never",
+    "0": "never",
+    "off": "never",
+    "no": "never",
+    "always": "always",
+    "1": "always",
+    "on": "always",
+    "yes": "always",
+    "require": "always",
+}
 
 
 @dataclasses.dataclass
 class Context:
+    """The roots, and how to reach the engine: the daemon's API when its socket
+    answers, else the engine in this process (``PYRECONCILE_DAEMON``: ``auto``,
+    the default; ``never`` runs in-process; ``always`` fails without a daemon)."""
+
     root: str | None
     run_root: str | None
     verbosity: int = 0
     _runtime: client.RuntimeClient | None = None
+    _api: object | None = None
+    _probed: bool = False
+
+    @property
+    def api(self) -> daemon_client.ApiClient | None:
+        """The daemon's client, or None when the engine runs in this process."""
+        if not self._probed:
+            self._probed = True
+            mode = DAEMON_MODES.get(os.environ.get("PYRECONCILE_DAEMON", "auto").lower())
+            if mode is None:
+                raise errors.InvalidSpec(
+                    "PYRECONCILE_DAEMON must be auto, never or always, not "
+                    f"{os.environ.get('PYRECONCILE_DAEMON')!r}"
+                )
+            if mode != "never":
+                path = daemon_client.default_socket(self.run_root)
+                self._api = daemon_client.connect(path)
+                if self._api is None and mode == "always":
+                    raise errors.Unavailable(
+                        f"no daemon answers at {path} (PYRECONCILE_DAEMON=always); start one "
+                        "with `pyreconcile daemon` or `systemctl start pyreconcile`"
+                    )
+        return self._api  # type: ignore[return-value]
 
     @property
     def runtime(self) -> client.RuntimeClient:
         if self._runtime is None:
-            self._runtime = client.open_local(self.root, self.run_root)
+            api = self.api
+            if api is not None:
+                from reconciler.daemon import remote
+
+                self._runtime = remote.RemoteRuntime(api)
+            else:
+                self._runtime = client.open_local(self.root, self.run_root)
         return self._runtime
 
     def close(self) -> None:
         if self._runtime is not None:
             self._runtime.close()
             self._runtime = None
+        if self._api is not None:
+            self._api.close()  # type: ignore[attr-defined]
+            self._api = None
 
     def run_root_path(self) -> str:
         return os.path.abspath(

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import click
 
-from reconciler.cli import container_cmds, image_cmds, network_cmds, volume_cmds
+from reconciler.cli import container_cmds, daemon_cmds, image_cmds, network_cmds, volume_cmds
 from reconciler.cli import context as ctx_mod
 from runtime import errors
 
@@ -156,10 +156,28 @@ def apply(
     A PLAN made by `diff --out` is refused when its manifests or the host changed
     since it was made.
     """
+    _configure_logging(context.verbosity)
+    with _runtime_errors():
+        remote = context.api
+    if remote is not None:
+        from reconciler.cli import remote_cmds
+
+        remote_cmds.apply(
+            remote,
+            plan_file,
+            files,
+            stack,
+            prune=prune,
+            prune_volumes=prune_volumes,
+            allow_data_loss=allow_data_loss,
+            quiet=quiet,
+            wait_up=wait_up,
+            timeout=timeout,
+        )
+        return
     from reconciler import engine, execute, saved_plan
     from reconciler.plan import model
 
-    _configure_logging(context.verbosity)
     guard = None
     if plan_file:
         if files:
@@ -188,16 +206,12 @@ def apply(
             guard=guard,
         )
     if not quiet:
-        if result.executed:
-            n = len(result.executed)
-            click.echo(
-                f"stack {desired.stack}: applied {n} change{'s' if n != 1 else ''}, "
-                f"in sync after {result.rounds} round{'s' if result.rounds != 1 else ''}"
-            )
-        else:
-            click.echo(f"stack {desired.stack}: in sync, nothing to do")
-        for note in result.final_plan.notes:
-            click.echo(f"  - {note.kind.lower()}/{note.name}: {note.message}")
+        print_applied(
+            desired.stack,
+            len(result.executed),
+            result.rounds,
+            [(n.kind, n.name, n.message) for n in result.final_plan.notes],
+        )
     if wait_up:
         from reconciler import wait
 
@@ -209,6 +223,28 @@ def apply(
             fail(str(exc))
         if not quiet:
             click.echo(f"stack {desired.stack}: up")
+
+
+def print_applied(
+    stack: str, executed: int, rounds: int, notes: list[tuple[str, str, str]]
+) -> None:
+    """``apply``'s summary (the same in-process and through the daemon)."""
+    if executed:
+        click.echo(
+            f"stack {stack}: applied {executed} change{'s' if executed != 1 else ''}, "
+            f"in sync after {rounds} round{'s' if rounds != 1 else ''}"
+        )
+    else:
+        click.echo(f"stack {stack}: in sync, nothing to do")
+    for kind, name, message in notes:
+        click.echo(f"  - {kind.lower()}/{name}: {message}")
+
+
+def print_deleted(stack: str, count: int, notes: list[tuple[str, str, str]]) -> None:
+    """``delete``'s summary (the same in-process and through the daemon)."""
+    click.echo(f"stack {stack}: deleted {count} object{'s' if count != 1 else ''}")
+    for kind, name, message in notes:
+        click.echo(f"  - {kind.lower()}/{name}: {message}")
 
 
 @cli.command()
@@ -247,11 +283,29 @@ def diff(
     1 error (or a plan that apply would refuse), 3 with --fail-on-destructive
     when a change would lose data. With --exit-code-style diff: 0, 1 changes, 2 error.
     """
+    _configure_logging(context.verbosity)
+    error_code = 1 if exit_code_style == "terraform" else 2
+    try:
+        remote = context.api
+    except errors.RuntimeError_ as exc:
+        fail(str(exc), error_code)
+    if remote is not None:
+        from reconciler.cli import remote_cmds
+
+        remote_cmds.diff(
+            remote,
+            files,
+            stack,
+            output=output,
+            exit_code_style=exit_code_style,
+            fail_on_destructive=fail_on_destructive,
+            out=out,
+            prune=prune,
+            prune_volumes=prune_volumes,
+        )
     from reconciler import engine, render, saved_plan
     from reconciler.plan import model
 
-    _configure_logging(context.verbosity)
-    error_code = 1 if exit_code_style == "terraform" else 2
     try:
         desired = _load(files, stack)
     except SystemExit:
@@ -300,9 +354,16 @@ def delete(
     quiet: bool,
 ) -> None:
     """Remove every object of a stack (volumes are kept unless --volumes)."""
+    _configure_logging(context.verbosity)
+    with _runtime_errors():
+        remote = context.api
+    if remote is not None:
+        from reconciler.cli import remote_cmds
+
+        remote_cmds.delete(remote, files, stack, volumes=volumes, quiet=quiet)
+        return
     from reconciler import engine
 
-    _configure_logging(context.verbosity)
     if files:
         stack = _load(files, stack).stack
     if not stack:
@@ -312,12 +373,7 @@ def delete(
             context.runtime, stack, volumes=volumes, on_event=_progress(quiet)
         )
     if not quiet:
-        click.echo(
-            f"stack {stack}: deleted {len(plan.actions)} object"
-            f"{'s' if len(plan.actions) != 1 else ''}"
-        )
-        for note in plan.notes:
-            click.echo(f"  - {note.kind.lower()}/{note.name}: {note.message}")
+        print_deleted(stack, len(plan.actions), [(n.kind, n.name, n.message) for n in plan.notes])
 
 
 @cli.command()
@@ -339,8 +395,13 @@ def rollback(context: ctx_mod.Context, name: str, stack: str | None) -> None:
         stack_name, object_name = info.labels.get(L.STACK), info.labels.get(L.NAME)
         if not stack_name or not object_name:
             fail(f"container {info.name} is not managed by pyreconcile")
-        with context.stack_lock(stack_name):
-            done = rollback_mod.rollback(context.runtime, stack_name, object_name)
+        if context.api is not None:
+            from reconciler.cli import remote_cmds
+
+            done = remote_cmds.rollback(context.api, stack_name, object_name)
+        else:
+            with context.stack_lock(stack_name):
+                done = rollback_mod.rollback(context.runtime, stack_name, object_name)
     click.echo(f"{stack_name}/{object_name}: rolled back, {done.status}")
 
 
@@ -358,7 +419,7 @@ class _runtime_errors:
         return False
 
 
-for commands in (container_cmds, image_cmds, volume_cmds, network_cmds):
+for commands in (container_cmds, image_cmds, volume_cmds, network_cmds, daemon_cmds):
     commands.register(cli, _runtime_errors, fail)
 
 
