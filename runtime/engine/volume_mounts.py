@@ -95,7 +95,7 @@ def check(
             store.ensure_anonymous(volumes.owner_of(config), use.mount.target)
         else:
             try:
-                store.get(use.volume)
+                store.options(use.volume)  # the record only: no look at its users
             except errors.NotFound:
                 raise errors.NotFound(
                     f"container {config.name}: volume {use.volume!r} (for {use.mount.target}) "
