@@ -262,10 +262,13 @@ def register(
         with runtime_errors():
             try:
                 runtime_name = resolve_volume(context.runtime, name, stack)
-            except errors.NotFound:
+            except errors.NotFound as exc:
                 if "/" in name or stack:
-                    raise
-                runtime_name = name  # a new volume
+                    raise errors.NotFound(
+                        f"{exc}; apply the stack first (it makes the volume), then restore "
+                        "into it (with --replace once its containers have written to it)"
+                    ) from None
+                runtime_name = name  # a new volume, outside any stack
             with _binary(path, False, sys.stdin.buffer) as archive:
                 info = context.runtime.restore_volume(runtime_name, archive, replace=replace)
         click.echo(f"restored volume {info.name}", err=True)
