@@ -15,6 +15,7 @@ import stat
 import tarfile
 from pathlib import Path
 
+from runtime import client
 from tests.conftest import Roots
 from tests.integration.test_volume_support import (
     cli,
@@ -217,3 +218,48 @@ def test_restore_refuses_an_archive_that_escapes_and_changes_nothing(
     finally:
         cli(roots, "volume", "rm", "safe", check=False)
     assert volumes(roots) == {}
+
+
+def test_backup_pauses_containers_of_an_external_runtime_too(
+    roots: Roots, busybox_tar: Path
+) -> None:
+    """runc is paused through its own CLI (``--root`` the engine's). (crun refuses this
+    host's hybrid cgroups; it would go the same way.)"""
+    rt = client.open_local(str(roots.root), str(roots.run_root), roots.cgroup_parent)
+    names = []
+    try:
+        image = rt.import_image(str(busybox_tar), "localhost/ext:1").id
+        rt.create_volume(client.VolumeConfig(name="ext-data"))
+        script = WRITER.replace("$$", "$")
+        for binary in ("/usr/sbin/runc",):
+            name = f"ext-{os.path.basename(binary)}"
+            mount = client.MountConfig(type="volume", source="ext-data", target="/data")
+            rt.create_container(
+                client.ContainerConfig(
+                    name=name,
+                    image=image,
+                    command=("sh", "-c", script.replace("/data/", f"/data/{name}-")),
+                    mounts=(mount,),
+                    oci_runtime=binary,
+                )
+            )
+            names.append(name)
+            rt.start_container(name)
+        data = Path(rt.get_volume("ext-data").mountpoint)
+        wait_until(lambda: all((data / f"{n}-count").exists() for n in names), 20, "writers")
+        out = io.BytesIO()
+        rt.backup_volume("ext-data", out)
+        with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
+            for name in names:
+                count = int(tar.extractfile(f"{name}-count").read())  # type: ignore[union-attr]
+                stream = tar.extractfile(f"{name}-stream").read()  # type: ignore[union-attr]
+                assert len(stream.decode().splitlines()) in (count, count + 1), name
+        for name in names:
+            assert rt.get_container(name).status == "running"
+    finally:
+        for name in names:
+            rt.remove_container(name, force=True)
+        try:
+            rt.remove_volume("ext-data")
+        finally:
+            rt.close()
