@@ -96,7 +96,13 @@ def _operation(route: Route, components: dict[str, Any]) -> dict[str, Any]:
     elif route.raw_answer is not None:
         responses["200"] = {
             "description": "the document",
-            "content": {route.raw_answer: {"schema": {"type": "string"}}},
+            "content": {
+                route.raw_answer: {
+                    "schema": {"type": "object"}
+                    if route.raw_answer == "application/json"
+                    else {"type": "string"}
+                }
+            },
         }
     elif route.returns is None:
         responses["204"] = {"description": "done"}

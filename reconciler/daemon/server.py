@@ -189,7 +189,10 @@ class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             params: dict[str, str] = {}
             for want, got in zip(segments, parts, strict=True):
                 if want.startswith("{"):
-                    value = urllib.parse.unquote(got, errors="strict")
+                    try:
+                        value = urllib.parse.unquote(got, errors="strict")
+                    except UnicodeDecodeError:
+                        raise HTTPError(400, f"bad percent-encoding in {raw_path!r}") from None
                     if not value or "\0" in value:
                         break
                     params[want[1:-1]] = value
@@ -224,6 +227,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             reason="bad_request",
         )
         self.close_connection = True
+        if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
+            self.request_version = "HTTP/1.1"  # no HTTP/0.9 here: always a status line
         try:
             self._send_json(code, codec.encode(body, api_types.ErrorBody))
         except OSError:
@@ -236,6 +241,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self._serve()
 
     do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
+
+    def __getattr__(self, name: str) -> Any:
+        """Any other method (TRACE, CONNECT, made-up ones): routed too, so that it
+        gets a 405 listing the allowed methods rather than the stdlib's 501."""
+        if name.startswith("do_") and name[3:].isalpha():
+            return self._serve
+        raise AttributeError(name)
 
     # -- serving ---------------------------------------------------------------
 
@@ -261,6 +273,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except HTTPError as exc:
             status = exc.status
             self._fail(exc.status, exc.body)
+            if exc.status == 413:
+                self._drain()
         except codec.CodecError as exc:
             status = 400
             self._fail(400, api_types.ErrorBody(message=str(exc), category="InvalidSpec"))
@@ -335,6 +349,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 "too_large",
             )
         return length
+
+    def _drain(self, seconds: float = 2.0, limit: int = 64 << 20) -> None:
+        """After refusing a body unread: let the client finish sending, so that it
+        reads the answer instead of a reset connection."""
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(seconds)
+            deadline = time.monotonic() + seconds
+            while limit > 0 and time.monotonic() < deadline:
+                data = self.connection.recv(65536)
+                if not data:
+                    break
+                limit -= len(data)
+        except OSError:
+            pass
 
     def _discard(self, length: int) -> None:
         while length > 0:
