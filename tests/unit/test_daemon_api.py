@@ -159,7 +159,7 @@ def test_the_served_document_is_the_checked_in_one(served: tuple[FakeRuntime, st
 
 
 def test_metrics_and_events(served: tuple[FakeRuntime, str]) -> None:
-    fake, path = served
+    path = served[1]
     api = api_client.ApiClient(path)
     api.call("GET", "/v1/containers")
     text = b"".join(api.download("GET", "/metrics")).decode()

@@ -32,7 +32,7 @@ class RemoteFake(RemoteRuntime):
         self._fake = fake
 
     @property  # type: ignore[misc]
-    def __class__(self) -> type:  # noqa: D105 - isinstance(rt, FakeRuntime) in the suite
+    def __class__(self) -> type:  # isinstance(rt, FakeRuntime) in the suite
         return FakeRuntime
 
     def __getattr__(self, name: str) -> Any:
@@ -56,6 +56,6 @@ def rt(busybox_tar: Path) -> Iterator[RemoteFake]:
 
 _SIMPLE = {"rt", "tmp_path"}
 for _name, _test in vars(contract).items():
-    if _name.startswith("test_") and callable(_test):
-        if set(inspect.signature(_test).parameters) <= _SIMPLE:
-            globals()[_name] = _test
+    simple = callable(_test) and set(inspect.signature(_test).parameters) <= _SIMPLE
+    if _name.startswith("test_") and simple:
+        globals()[_name] = _test

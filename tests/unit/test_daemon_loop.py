@@ -69,8 +69,8 @@ def test_shut_down_releases_waiting_workers() -> None:
 def test_backoff_doubles_with_jitter_up_to_the_cap_and_forgets() -> None:
     values = iter([0.0, 1.0, 0.5, 0.5, 0.5])
     b = workqueue.Backoff(base=1.0, cap=5.0, jitter=0.25, rand=lambda: next(values))
-    assert b.when("k") == pytest.approx(0.75)  # 1 × (1 - 0.25)
-    assert b.when("k") == pytest.approx(2.5)  # 2 × (1 + 0.25)
+    assert b.when("k") == pytest.approx(0.75)  # 1 * (1 - 0.25)
+    assert b.when("k") == pytest.approx(2.5)  # 2 * (1 + 0.25)
     assert b.when("k") == pytest.approx(4.0)
     assert b.when("k") == pytest.approx(5.0)  # capped
     b.forget("k")
