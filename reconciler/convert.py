@@ -63,6 +63,7 @@ def container_config(
             mode=m.mode,
             no_copy=m.no_copy,
             create_host_path=m.create_host_path,
+            propagation=m.propagation,
         )
         for m in spec.mounts
     )

@@ -40,7 +40,11 @@ def check_allowed(plan: model.Plan, options: ExecuteOptions) -> None:
     blocking = [n for n in plan.notes if n.blocking]
     if blocking:
         raise Refused("; ".join(f"{n.kind.lower()}/{n.name}: {n.message}" for n in blocking))
-    destructive = [a for a in plan.actions if a.destructive]
+    # deleting an orphan volume is in the plan only with --prune-volumes: asked for
+    # already; recreating one (its options changed) needs --allow-data-loss
+    destructive = [
+        a for a in plan.actions if a.destructive and not (a.kind == "Volume" and a.op == "delete")
+    ]
     if destructive and not options.allow_data_loss:
         names = ", ".join(f"{a.op} {a.resource}" for a in destructive)
         raise Refused(

@@ -276,6 +276,9 @@ class Mount(Model):
     mode: int | None = Field(default=None, description="tmpfs only, e.g. 1777 (octal)")
     create_host_path: bool = Field(default=False, description="bind only: create a missing source")
     no_copy: bool = Field(default=False, description="volume only: do not copy the image's content")
+    propagation: Literal["private", "rprivate", "shared", "rshared", "slave", "rslave"] | None = (
+        Field(default=None, description="bind only: mount propagation (default rprivate)")
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -339,6 +342,8 @@ class Mount(Model):
             _dns_label(self.source, "volume name")
         if self.type != "bind" and self.create_host_path:
             raise ValueError("createHostPath applies to bind mounts only")
+        if self.type != "bind" and self.propagation is not None:
+            raise ValueError("propagation applies to bind mounts only")
         if self.type != "volume" and self.no_copy:
             raise ValueError("noCopy applies to volume mounts only")
         return self

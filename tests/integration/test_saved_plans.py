@@ -63,9 +63,9 @@ def test_fail_on_destructive_exit_code(roots: Roots, busybox_tar: Path) -> None:
             check=False,
         )
         assert refused.returncode == 3
-        apply = run(roots, "apply", "-f", str(stack), "--prune-volumes", check=False)
-        assert apply.returncode == 1 and "--allow-data-loss" in apply.stderr
-        run(roots, "apply", "-f", str(stack), "--prune-volumes", "--allow-data-loss")
+        kept = run(roots, "apply", "-f", str(stack))
+        assert "kept because volumes hold data" in kept.stdout
+        run(roots, "apply", "-f", str(stack), "--prune-volumes")  # the flag is the consent
         assert run(roots, "diff", "-f", str(stack), "--prune-volumes").returncode == 0
     finally:
         run(roots, "delete", "-f", str(stack), "--volumes")

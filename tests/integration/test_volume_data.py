@@ -139,14 +139,12 @@ def test_prune_keeps_a_volume_removed_from_the_manifests_and_prune_volumes_remov
         assert (old / "precious").read_text() == "keep me\n"
         diff = cli(roots, "diff", "-f", str(stack), check=False)
         assert diff.returncode == 0 and "kept because volumes hold data" in text(diff)
-        # --prune-volumes: a destructive change, said so by diff, done by apply when the
-        # loss of data is allowed too
+        # --prune-volumes: a destructive change, said so by diff, done by apply with the
+        # flag (the flag is the consent: no --allow-data-loss needed on top)
         diff = cli(roots, "diff", "-f", str(stack), "--prune-volumes", check=False)
         assert diff.returncode == 2 and "volume/old" in text(diff) and "DESTROYS DATA" in text(diff)
-        refused = cli(roots, "apply", "-f", str(stack), "--prune-volumes", check=False)
-        assert refused.returncode == 1 and "--allow-data-loss" in text(refused)
         assert (old / "precious").exists()
-        cli(roots, "apply", "-f", str(stack), "--prune-volumes", "--allow-data-loss")
+        cli(roots, "apply", "-f", str(stack), "--prune-volumes")
         left = {n for n, v in volumes(roots).items() if not v["anonymousOwner"]}
         assert left == {"pv_data"} and not old.exists()
     finally:
