@@ -35,6 +35,8 @@ class Sizes:
     memory_containers: int
     diff_sizes: tuple[int, ...]
     diff_runs: int
+    pull_runs: int = 10
+    pull_warmup: int = 1
 
     @classmethod
     def full(cls) -> Sizes:
@@ -42,11 +44,16 @@ class Sizes:
 
     @classmethod
     def quick(cls) -> Sizes:
-        return cls(5, 1, (10, 50), 1, 0, 1, 20, (10, 100), 3)
+        return cls(5, 1, (10, 50), 1, 0, 1, 20, (10, 100), 3, pull_runs=3)
 
     def with_runs(self, runs: int) -> Sizes:
         return dataclasses.replace(
-            self, start_runs=runs, apply_runs=runs, memory_rounds=runs, diff_runs=runs
+            self,
+            start_runs=runs,
+            apply_runs=runs,
+            memory_rounds=runs,
+            diff_runs=runs,
+            pull_runs=runs,
         )
 
 

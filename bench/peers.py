@@ -60,6 +60,8 @@ PEERS: tuple[PeerSpec, ...] = (
     # podman kube play builds its pause image from catatonit (a Recommends of podman)
     PeerSpec("catatonit", "catatonit", "catatonit", ("--version",)),
     PeerSpec("skopeo", "skopeo", "skopeo"),
+    PeerSpec("docker-registry", "docker-registry", "docker-registry"),
+    PeerSpec("tar", "tar", "tar"),
     PeerSpec("hyperfine", "hyperfine", "hyperfine"),
     PeerSpec("unshare", "unshare", "util-linux"),
 )

@@ -54,13 +54,14 @@ import tarfile
 from collections.abc import Sequence
 
 from runtime import errors
-from runtime.engine import tarstream
+from runtime.engine import tarstream, unpack_writer
 
 WHITEOUT_PREFIX = ".wh."
 WHITEOUT_META_PREFIX = ".wh..wh."
 WHITEOUT_OPAQUE = ".wh..wh..opq"
 OPAQUE_XATTR = "trusted.overlay.opaque"
 MAX_SYMLINK_HOPS = 40
+DIR_CACHE_SIZE = 256  # resolved directories kept open (O_PATH fds)
 _DIR_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC
 _DROPPED_XATTRS = ("trusted.overlay.", "user.overlay.")
 # errnos that a layer's content provokes (a name too long, a file where a
@@ -119,6 +120,10 @@ class _Applier:
         self.parent_fds: list[int] = []
         self.dirs: dict[tuple[str, ...], _DirMeta] = {}
         self.newest_mtime: float | None = None
+        # tar name of a directory -> (O_PATH fd, its symlink-free path); see ``_dir``
+        self._cache: dict[tuple[str, ...], tuple[int, list[str]]] = {}
+        self._retired: list[int] = []
+        self.writer = unpack_writer.Writer()
         try:
             for parent in parents:
                 self.parent_fds.append(os.open(parent, _DIR_FLAGS))
@@ -127,9 +132,46 @@ class _Applier:
             raise
 
     def close(self) -> None:
+        """Wait for the file writers, then close every fd (also after a failure)."""
+        self.writer.close()
+        self._forget_dirs()
+        self._close_retired()
         for fd in [self.root_fd, *self.parent_fds]:
             os.close(fd)
         self.parent_fds = []
+
+    def _forget_dirs(self) -> None:
+        """Drop the remembered directories; their fds are closed once the entry being
+        applied (which may hold one) is done."""
+        self._retired += [fd for fd, _ in self._cache.values()]
+        self._cache.clear()
+
+    def _close_retired(self) -> None:
+        while self._retired:
+            os.close(self._retired.pop())
+
+    def _removing(self) -> None:
+        """Before an existing entry is removed or replaced: queued files are written
+        first, and no resolved directory is trusted afterwards."""
+        self.writer.barrier()
+        self._forget_dirs()
+
+    def _dir(self, parts: Sequence[str]) -> tuple[int, list[str]]:
+        """``open_dir(parts, create=True)``, remembered: consecutive entries of one
+        directory resolve it once. A resolution stays true until an existing entry
+        is removed or replaced (``_removing`` forgets them all): entries created
+        since cannot change a path made only of entries that existed. The fd is
+        borrowed (closed by the cache)."""
+        key = tuple(parts)
+        found = self._cache.get(key)
+        if found is not None:
+            return found
+        found = self.open_dir(parts, create=True)
+        if len(self._cache) >= DIR_CACHE_SIZE:
+            oldest = next(iter(self._cache))
+            os.close(self._cache.pop(oldest)[0])
+        self._cache[key] = found
+        return found
 
     # directories ---------------------------------------------------------------
 
@@ -151,6 +193,9 @@ class _Applier:
                         canon.pop()
                     continue
                 st = _lstat(fds[-1], name)
+                if st is None and self.writer.busy():  # a queued file may be this name
+                    self.writer.barrier()
+                    st = _lstat(fds[-1], name)
                 if st is None:
                     if not create:
                         raise errors.InvalidSpec(
@@ -201,6 +246,7 @@ class _Applier:
 
     def finish(self) -> None:
         """Modes and mtimes of directories, deepest first, once their content is in."""
+        self.writer.barrier()
         for parts in sorted(self.dirs, key=len, reverse=True):
             meta = self.dirs[parts]
             if not parts:  # the root: our own directory, opened O_NOFOLLOW at the start
@@ -252,18 +298,22 @@ class _Applier:
             st = os.stat(self.root, follow_symlinks=False)
             self.dirs[()] = _DirMeta(member.mode & 0o7777, _ns(member), (st.st_dev, st.st_ino))
             return
-        dir_fd, canon = self.open_dir(parts[:-1], create=True)
+        dir_fd, canon = self._dir(parts[:-1])
         try:
             self._entry(tar, member, dir_fd, canon, parts[-1])
         finally:
-            os.close(dir_fd)
+            self._close_retired()
 
     def _entry(
         self, tar: tarfile.TarFile, m: tarfile.TarInfo, dir_fd: int, canon: list[str], name: str
     ) -> None:
+        key = (*canon, name)
+        if self.writer.pending(key):  # the same name twice: the first one is written first
+            self.writer.barrier()
         existing: os.stat_result | None = _lstat(dir_fd, name)
         if m.isdir():
             if existing is not None and not stat.S_ISDIR(existing.st_mode):
+                self._removing()
                 os.unlink(name, dir_fd=dir_fd)
                 existing = None
             if existing is None:
@@ -276,17 +326,12 @@ class _Applier:
             self._hardlink(m, dir_fd, canon, name)
             return
         if existing is not None:
+            self._removing()
             _remove(dir_fd, name, existing)
         if m.isreg():
-            fd = os.open(
-                name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                dir_fd=dir_fd,
-            )  # fmt: skip
-            with open(fd, "wb", closefd=True) as out:
-                data = tar.extractfile(m)
-                if data is not None:
-                    shutil.copyfileobj(data, out, tarstream.CHUNK)
-        elif m.issym():
+            self._regular(tar, m, dir_fd, key, name)
+            return
+        if m.issym():
             if not m.linkname or len(os.fsencode(m.linkname)) >= tarstream.PATH_MAX:
                 raise errors.InvalidSpec(f"{self.what}: symlink {m.name!r} has an invalid target")
             os.symlink(m.linkname, name, dir_fd=dir_fd)
@@ -303,25 +348,55 @@ class _Applier:
         ns = (_ns(m), _ns(m))
         os.utime(name, ns=ns, dir_fd=dir_fd, follow_symlinks=False)
 
-    def _own(self, dir_fd: int | None, name: str, m: tarfile.TarInfo) -> None:
-        """Owner, then mode (chown clears setuid), then xattrs (chown clears
-        security.capability). Mode and mtime of directories come in ``finish``."""
+    def _regular(
+        self, tar: tarfile.TarFile, m: tarfile.TarInfo, dir_fd: int, key: tuple[str, ...],
+        name: str,
+    ) -> None:  # fmt: skip
+        """A regular file (absent now): small ones go to the writer's threads with their
+        bytes, large ones are streamed here; all metadata through the file's fd."""
+        meta = unpack_writer.FileMeta(
+            *self._owner(m), m.mode & 0o7777, tuple(self._xattrs(m)), _ns(m)
+        )
+        data = tar.extractfile(m)
+        if m.size <= unpack_writer.ASYNC_MAX_SIZE:
+            content = data.read() if data is not None else b""
+            if len(content) != m.size:
+                raise tarfile.ReadError(f"unexpected end of data in {m.name!r}")
+            self.writer.submit(dir_fd, key, name, content, meta, m.name)
+            return
+        chunks = iter(lambda: data.read(tarstream.CHUNK), b"") if data is not None else iter(())
+        unpack_writer.write_file(dir_fd, name, chunks, meta)
+
+    def _owner(self, m: tarfile.TarInfo) -> tuple[int, int]:
         if not (0 <= m.uid < 0xFFFFFFFF and 0 <= m.gid < 0xFFFFFFFF):
             raise errors.InvalidSpec(f"{self.what}: entry {m.name!r} has an invalid uid/gid")
-        if dir_fd is None:  # the root itself
-            os.chown(self.root, m.uid, m.gid, follow_symlinks=False)
-            dir_fd, name = self.root_fd, "."
-        else:
-            os.chown(name, m.uid, m.gid, dir_fd=dir_fd, follow_symlinks=False)
-            if not m.issym() and not m.isdir():
-                os.chmod(name, m.mode & 0o7777, dir_fd=dir_fd, follow_symlinks=False)
+        return m.uid, m.gid
+
+    @staticmethod
+    def _xattrs(m: tarfile.TarInfo) -> list[tuple[str, bytes]]:
+        """The entry's PAX ``SCHILY.xattr.*`` headers, without overlayfs's own."""
+        found = []
         for key, value in m.pax_headers.items():
             if not key.startswith("SCHILY.xattr."):
                 continue
             xattr = key[len("SCHILY.xattr.") :]
             if xattr.startswith(_DROPPED_XATTRS):
                 continue
-            raw = value.encode("utf-8", "surrogateescape")
+            found.append((xattr, value.encode("utf-8", "surrogateescape")))
+        return found
+
+    def _own(self, dir_fd: int | None, name: str, m: tarfile.TarInfo) -> None:
+        """Owner, then mode (chown clears setuid), then xattrs (chown clears
+        security.capability). Mode and mtime of directories come in ``finish``."""
+        uid, gid = self._owner(m)
+        if dir_fd is None:  # the root itself
+            os.chown(self.root, uid, gid, follow_symlinks=False)
+            dir_fd, name = self.root_fd, "."
+        else:
+            os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+            if not m.issym() and not m.isdir():
+                os.chmod(name, m.mode & 0o7777, dir_fd=dir_fd, follow_symlinks=False)
+        for xattr, raw in self._xattrs(m):
             try:
                 _set_xattr(dir_fd, name, xattr, raw)
             except OSError as exc:
@@ -332,6 +407,7 @@ class _Applier:
         target = tarstream.clean_name(m.linkname, "hardlink target")
         if not target:
             raise errors.InvalidSpec(f"{self.what}: hardlink {m.name!r} points at the root")
+        self.writer.barrier()  # the target may be a queued file
         src_fd, src_canon = self.open_dir(target[:-1], create=False)
         try:
             src = _lstat(src_fd, target[-1])
@@ -346,6 +422,7 @@ class _Applier:
                 return  # a link to itself: nothing to do
             existing = _lstat(dir_fd, name)
             if existing is not None:
+                self._removing()
                 _remove(dir_fd, name, existing)
             os.link(target[-1], name, src_dir_fd=src_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
         finally:
@@ -353,6 +430,7 @@ class _Applier:
 
     def _whiteout(self, parts: list[str], raw_name: str) -> None:
         base = parts[-1]
+        self.writer.barrier()  # the name it hides may be a queued file of this layer
         dir_fd, _ = self.open_dir(parts[:-1], create=True)
         try:
             if base == WHITEOUT_OPAQUE:
@@ -420,6 +498,8 @@ def unpack(
                 raise errors.InvalidSpec(f"{what}: entry {member.name!r}: {exc}") from exc
         with errors.map_os_errors(f"{what}: set directory modes"):
             applier.finish()
+    except unpack_writer.Failed as exc:  # a file written by a worker thread
+        raise _layer_error(f"{what}: entry {exc.entry!r}", exc.error) from exc.error
     finally:
         applier.close()
     if reader is None:  # pragma: no cover - tarfile refuses an empty stream

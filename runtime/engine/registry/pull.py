@@ -89,6 +89,47 @@ def fetch_blob(
     progress.emit(client.ProgressEvent("downloaded", desc.digest, desc.size, desc.size))
 
 
+def fetch(
+    repo: distribution.Repository,
+    ref: references.Reference,
+    *,
+    store: content.LocalContentStore,
+    opts: options.RegistryOptions,
+    platform: platforms.Platform,
+    progress: client.ProgressCallback | None = None,
+) -> Resolved:
+    """Download and verify ``ref``'s manifest, config and layers into ``store``, and
+    unpack nothing (``ctr content fetch``; what ``skopeo copy`` to a layout does).
+
+    The blobs are not recorded as an image: they are garbage for the next
+    ``collect`` unless the caller holds ``ImageStore.importing()`` and records
+    them. The benchmarks use it to time the download phase of a pull alone.
+    """
+    report = progress_mod.Reporter(progress)
+    resolved = resolve(repo, ref, platform)
+    manifest = resolved.parsed
+    if manifest.config.size > opts.max_json:
+        raise errors.InvalidSpec(
+            f"image {ref}: its config is {manifest.config.size} bytes, "
+            f"over the {opts.max_json} allowed"
+        )
+    fetch_blob(repo, store, manifest.config, opts, report)
+    config = store.read_bytes(manifest.config.digest, opts.max_json)
+    what = f"image {ref} manifest {resolved.manifest.digest}"
+    oci_layout.checked_diff_ids(manifest, config, what)
+    with concurrent.futures.ThreadPoolExecutor(
+        max_workers=max(1, opts.parallel), thread_name_prefix="pull"
+    ) as pool:
+        futures = [
+            pool.submit(fetch_blob, repo, store, d, opts, report)
+            for d in progress_mod.unique(manifest.layers)
+        ]
+        for future in futures:
+            future.result()
+    store.write_bytes(resolved.manifest.data, resolved.manifest.digest)
+    return resolved
+
+
 def pull(
     repo: distribution.Repository,
     ref: references.Reference,

@@ -16,6 +16,8 @@ from runtime.engine import content, images, platforms
 from runtime.engine.registry import credentials, distribution, options, pull, push, transport
 from schemas import reference as references
 
+_Resolved = pull.Resolved  # the methods below shadow the module's name in annotations
+
 
 def registry_domain(text: str) -> str:
     """``https://index.docker.io/v1/``, ``docker.io``, ``localhost:5000`` → a domain."""
@@ -90,6 +92,21 @@ class Registries:
         ref = _parse(reference)
         return pull.pull(
             self.repository(ref), ref, store=store, image_store=image_store, opts=self.options,
+            platform=self.platform(platform), progress=progress,
+        )  # fmt: skip
+
+    def fetch(
+        self,
+        reference: str,
+        *,
+        store: content.LocalContentStore,
+        platform: str | None = None,
+        progress: client.ProgressCallback | None = None,
+    ) -> _Resolved:
+        """Download ``reference``'s blobs verified into ``store``, unpacking nothing."""
+        ref = _parse(reference)
+        return pull.fetch(
+            self.repository(ref), ref, store=store, opts=self.options,
             platform=self.platform(platform), progress=progress,
         )  # fmt: skip
 
