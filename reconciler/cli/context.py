@@ -106,6 +106,38 @@ class Context:
             os.close(fd)
 
 
+def resolve_name(
+    kind: str,
+    objects: list[tuple[str, dict[str, str]]],
+    name: str,
+    stack: str | None,
+    listing: str,
+) -> str:
+    """The runtime name of a volume or network the user named: ``stack/name``, a
+    runtime name (``stack_name``), or a bare manifest name unique among the managed
+    objects (or within ``--stack``). ``objects``: (runtime name, labels) of each."""
+    if "/" in name:
+        stack, name = name.split("/", 1)
+    if stack:
+        wanted = runtime_name_for(stack, name)
+        if any(n == wanted for n, _ in objects):
+            return wanted
+        raise errors.NotFound(f"{kind} {name!r} of stack {stack} not found")
+    if any(n == name for n, _ in objects):
+        return name
+    matches = [
+        n for n, labels in objects if labels.get(L.MANAGED) == "true" and labels.get(L.NAME) == name
+    ]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise errors.NotFound(f"no {kind} named {name!r}; see `{listing}`")
+    raise errors.InvalidSpec(
+        f"{name!r} names a {kind} in several stacks ({', '.join(sorted(matches))}); "
+        f"use STACK/{name} or --stack"
+    )
+
+
 def resolve_container(
     runtime: client.RuntimeClient, name: str, stack: str | None
 ) -> client.ContainerInfo:

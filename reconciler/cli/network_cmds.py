@@ -16,10 +16,8 @@ from typing import Any
 
 import click
 
-from reconciler import labels as L
 from reconciler.cli import context as ctx_mod
 from reconciler.cli.inspect_cmds import table
-from reconciler.naming import runtime_name_for
 from runtime import client, errors
 
 BUILTIN = ("host", "none")
@@ -31,27 +29,8 @@ def resolve_network(runtime: client.RuntimeClient, name: str, stack: str | None)
         stack, name = name.split("/", 1)
     if name in BUILTIN and not stack:
         return name
-    networks = runtime.list_networks()
-    if stack:
-        wanted = runtime_name_for(stack, name)
-        if any(n.name == wanted for n in networks):
-            return wanted
-        raise errors.NotFound(f"network {name!r} of stack {stack} not found")
-    if any(n.name == name for n in networks):
-        return name
-    matches = [
-        n.name
-        for n in networks
-        if dict(n.labels).get(L.MANAGED) == "true" and dict(n.labels).get(L.NAME) == name
-    ]
-    if len(matches) == 1:
-        return matches[0]
-    if not matches:
-        raise errors.NotFound(f"no network named {name!r}; see `pyreconcile network ls`")
-    raise errors.InvalidSpec(
-        f"{name!r} names a network in several stacks ({', '.join(sorted(matches))}); "
-        f"use STACK/{name} or --stack"
-    )
+    objects = [(n.name, dict(n.labels)) for n in runtime.list_networks()]
+    return ctx_mod.resolve_name("network", objects, name, stack, "pyreconcile network ls")
 
 
 def published_by_container(

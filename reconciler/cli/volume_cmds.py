@@ -25,38 +25,15 @@ from typing import Any, BinaryIO
 
 import click
 
-from reconciler import labels as L
 from reconciler.cli import context as ctx_mod
 from reconciler.cli.inspect_cmds import age, table
-from reconciler.naming import runtime_name_for
 from runtime import client, errors
 
 
 def resolve_volume(runtime: client.RuntimeClient, name: str, stack: str | None) -> str:
     """The runtime name of the volume ``name`` (see the module doc)."""
-    if "/" in name:
-        stack, name = name.split("/", 1)
-    volumes = runtime.list_volumes()
-    if stack:
-        wanted = runtime_name_for(stack, name)
-        if any(v.name == wanted for v in volumes):
-            return wanted
-        raise errors.NotFound(f"volume {name!r} of stack {stack} not found")
-    if any(v.name == name for v in volumes):
-        return name
-    matches = [
-        v.name
-        for v in volumes
-        if dict(v.labels).get(L.MANAGED) == "true" and dict(v.labels).get(L.NAME) == name
-    ]
-    if len(matches) == 1:
-        return matches[0]
-    if not matches:
-        raise errors.NotFound(f"no volume named {name!r}; see `pyreconcile volume ls`")
-    raise errors.InvalidSpec(
-        f"{name!r} names a volume in several stacks ({', '.join(sorted(matches))}); "
-        f"use STACK/{name} or --stack"
-    )
+    objects = [(v.name, dict(v.labels)) for v in runtime.list_volumes()]
+    return ctx_mod.resolve_name("volume", objects, name, stack, "pyreconcile volume ls")
 
 
 def kind_text(info: client.VolumeInfo) -> str:
