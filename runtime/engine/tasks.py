@@ -138,44 +138,9 @@ class Tasks:
         if status is None:  # alive but busy: say running, act on it later
             return dataclasses.replace(from_row(row), status="running")
         rec = status.record
-        count = _int(rec.get("restart_count"))
-        count = max(row.restart_count, count or 0)
         if status.kind == "running":
-            shim_state = str(rec.get("status"))
-            state: client.ContainerStatus = (
-                "running"
-                if shim_state in ("running", "created")
-                else "restarting"
-                if shim_state == "restarting"
-                else "exited"
-            )
-            last_code = _int(rec.get("exit_code"))  # of the run before, after a restart
-            last = (
-                {
-                    "finished_at": _float(rec.get("finished_at")),
-                    "exit_code": last_code,
-                    "oom_killed": bool(rec.get("oom_killed")),
-                    "lost": False,
-                    "exit_error": _str(rec.get("error")),
-                }
-                if last_code is not None
-                else {}
-            )
-            row = self._record(
-                row,
-                restart_count=count,
-                started_at=_float(rec.get("started_at")),
-                **last,
-            )
-            info = from_row(row)
-            return dataclasses.replace(
-                info,
-                status=state,
-                health=health_info(rec.get("health")) if state == "running" else None,
-                pid=_int(rec.get("pid")) if state == "running" else None,
-                exit_code=None if state == "running" else info.exit_code,
-                finished_at=None if state == "running" else info.finished_at,
-            )
+            return self._running(row, rec)
+        count = max(row.restart_count, _int(rec.get("restart_count")) or 0)
         lost = status.kind == "lost" or bool(rec.get("lost"))
         row = self._record(
             row,
@@ -202,12 +167,59 @@ class Tasks:
         except errors.NotFound:  # removed meanwhile: report what was seen
             return dataclasses.replace(row, **changes)  # type: ignore[arg-type]
 
-    def mark_started(self, row: metadata.ContainerRow) -> metadata.ContainerRow:
-        """A new shim runs the container: no operator stop any more.
+    def _running(
+        self, row: metadata.ContainerRow, rec: dict[str, object], **changes: object
+    ) -> client.ContainerInfo:
+        """The container as its live shim's ``state`` record ``rec`` says, recorded
+        in its row (with ``changes``, in the same write)."""
+        count = max(row.restart_count, _int(rec.get("restart_count")) or 0)
+        shim_state = str(rec.get("status"))
+        state: client.ContainerStatus = (
+            "running"
+            if shim_state in ("running", "created")
+            else "restarting"
+            if shim_state == "restarting"
+            else "exited"
+        )
+        last_code = _int(rec.get("exit_code"))  # of the run before, after a restart
+        last = (
+            {
+                "finished_at": _float(rec.get("finished_at")),
+                "exit_code": last_code,
+                "oom_killed": bool(rec.get("oom_killed")),
+                "lost": False,
+                "exit_error": _str(rec.get("error")),
+            }
+            if last_code is not None
+            else {}
+        )
+        row = self._record(
+            row,
+            restart_count=count,
+            started_at=_float(rec.get("started_at")),
+            **last,
+            **changes,
+        )
+        info = from_row(row)
+        return dataclasses.replace(
+            info,
+            status=state,
+            health=health_info(rec.get("health")) if state == "running" else None,
+            pid=_int(rec.get("pid")) if state == "running" else None,
+            exit_code=None if state == "running" else info.exit_code,
+            finished_at=None if state == "running" else info.finished_at,
+        )
+
+    def started(self, row: metadata.ContainerRow, state: dict[str, object]) -> client.ContainerInfo:
+        """A new shim runs the container and reported ``state`` (its ``state`` record,
+        sent with "ready"): record it, with no operator stop any more, in one write,
+        and return it — the shim's own word a moment ago, so no round trip to ask again.
 
         The last exit (lost or not) stays: it is the last exit until the next one.
         """
-        return self._record(row, operator_stopped=False)
+        if not state:  # a shim that sent none: ask it
+            return self.observe(self._record(row, operator_stopped=False))
+        return self._running(row, state, operator_stopped=False)
 
     # -- cleanup -----------------------------------------------------------------
 

@@ -36,10 +36,12 @@ __all__ = [
     "DEFAULT_DEVICE_RULES",
     "V1_CONTROLLERS",
     "discover",
+    "join_fds",
     "kill_all",
     "pids",
     "plan",
     "remove",
+    "v2_dir",
 ]
 
 _SIGKILL = 9  # not signal.SIGKILL: the signal module (enum) costs ~4 ms to import
@@ -270,15 +272,27 @@ def _apply_v1(cg: Cgroup, res: config.Resources, rules: list[config.DeviceRule])
             _write(cs, "cpuset.mems", res.cpu_mems)
     dev = cg.dir_for("devices")
     if dev is not None:
-        _write(dev, "devices.deny", "a")
-        for rule in rules:
-            if rule.type == "a" and rule.allow:
-                _write(dev, "devices.allow", "a")
-                continue
+        _write_device_rules(dev, rules)
+
+
+def _write_device_rules(dev: str, rules: list[config.DeviceRule]) -> None:
+    """Deny all, then ``rules`` in order — each one only once: a rule written
+    again before any rule of the other kind changes nothing (the config's
+    deny-all repeats ours, and its allow list the default one)."""
+    _write(dev, "devices.deny", "a")
+    since_other = {False: {"a"}, True: set[str]()}  # lines written since the other kind
+    for rule in rules:
+        if rule.type == "a":
+            line = "a"
+        else:
             major = "*" if rule.major < 0 else str(rule.major)
             minor = "*" if rule.minor < 0 else str(rule.minor)
-            line = f"{rule.type} {major}:{minor} {rule.access}" if rule.type != "a" else "a"
-            _write(dev, "devices.allow" if rule.allow else "devices.deny", line)
+            line = f"{rule.type} {major}:{minor} {rule.access}"
+        if line in since_other[rule.allow]:
+            continue
+        _write(dev, "devices.allow" if rule.allow else "devices.deny", line)
+        since_other[rule.allow].add(line)
+        since_other[not rule.allow].clear()
 
 
 def _apply_v1_memory_extras(mem: str | None, res: config.Resources) -> None:
@@ -345,16 +359,38 @@ def freezer_of(cg: Cgroup) -> str:
     return ""
 
 
-def procs_fds(cg: Cgroup) -> list[int]:
-    """``cgroup.procs`` of each directory, open for writing (to join a pid later,
-    from a process that may have changed its mount namespace by then)."""
-    fds = []
+def v2_dir(cg: Cgroup) -> str | None:
+    """The container's directory in the cgroup v2 tree (pure v2 or the hybrid
+    ``unified`` mount), or None on a v1-only host."""
+    return cg.dir_for("v2") or cg.dir_for("unified")
+
+
+def join_fds(cg: Cgroup) -> list[tuple[str, int]]:
+    """What a new init needs to join ``cg``, opened now (a joined mount namespace
+    cannot hide them later), as ``(kind, fd)``:
+
+    - ``dir``: the v2 directory (``O_PATH``), to be born in with
+      ``CLONE_INTO_CGROUP`` (:mod:`runtime.sys.clone`);
+    - ``procs``: its ``cgroup.procs``, to move the init there by pid when the
+      kernel refuses that;
+    - ``tasks``: each v1 hierarchy's ``tasks`` file, which the init writes ``0``
+      to itself: a single thread moving itself needs no global lock.
+    """
+    fds: list[tuple[str, int]] = []
+    v2 = v2_dir(cg)
     try:
         for d in cg.dirs:
-            with errors.map_os_errors(f"open {d}/cgroup.procs"):
-                fds.append(os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC))
+            if d == v2:
+                with errors.map_os_errors(f"open {d}"):
+                    fds.append(("dir", os.open(d, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)))
+                    procs = os.path.join(d, "cgroup.procs")
+                    fds.append(("procs", os.open(procs, os.O_WRONLY | os.O_CLOEXEC)))
+            else:
+                with errors.map_os_errors(f"open {d}/tasks"):
+                    tasks = os.path.join(d, "tasks")
+                    fds.append(("tasks", os.open(tasks, os.O_WRONLY | os.O_CLOEXEC)))
     except BaseException:
-        for fd in fds:
+        for _, fd in fds:
             os.close(fd)
         raise
     return fds

@@ -215,9 +215,15 @@ def _open_fds(ctx: init.Context, cdir: str, opened: list[int]) -> None:
     fd = os.open(cdir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     opened.append(fd)
     ctx.state_fd = _above(fd, ctx.preserve_fds, opened)
-    for fd in cgroups.procs_fds(ctx.cgroup):
+    for kind, fd in cgroups.join_fds(ctx.cgroup):
         opened.append(fd)
-        ctx.procs_fds.append(_above(fd, ctx.preserve_fds, opened))
+        fd = _above(fd, ctx.preserve_fds, opened)
+        if kind == "dir":
+            ctx.cgroup_fd = fd
+        elif kind == "procs":
+            ctx.procs_fds.append(fd)
+        else:
+            ctx.tasks_fds.append(fd)
     ordered = sorted(ctx.spec.namespaces.items(), key=lambda item: item[0] != "user")
     for kind, path in ordered:  # the user namespace first: it owns the others
         if path is None:

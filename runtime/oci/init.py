@@ -6,21 +6,28 @@ while still privileged in the host's user namespace), joins the namespaces
 given by path (the user namespace first), creates a new user namespace if
 asked — the caller, root on the host, then writes its ``uid_map`` and
 ``gid_map`` (message ``userns``, answered with a byte on the command pipe) and
-the intermediate becomes root in it — ``unshare``s the other new ones (a new
-pid or time namespace only applies to its children; time offsets are written
-before the fork), forks the **init** (pid 1 of that namespace), tells the
-caller the pid, releases the init (``g`` on a pipe),
-writes the init's pid into the container's ``cgroup.procs`` (through fds the
-caller opened, so a joined mount namespace does not matter), says so (``j``)
-and exits. The init is thereby reparented to the caller's nearest child
-subreaper — the shim.
+the intermediate becomes root in it — creates the other new ones (as clone
+flags of the init, or ``unshare``d before a fork: a new pid or time namespace
+only applies to its children; time offsets are written before the fork, see
+:func:`_fork_init`), forks the **init** (pid 1 of that namespace), tells the
+caller the pid, releases the init (``g`` on a pipe), says when it is in its
+cgroup (``j``) and exits. The init is thereby reparented to the caller's
+nearest child subreaper — the shim.
 
-Joining a cgroup is the slow step of create when the host is idle: the
-kernel's cgroup_threadgroup_rwsem waits for an RCU grace period (6-13 ms
-measured here). So the init does its own setup meanwhile — session, stdio,
-``lo``, hostname, sysctls, oom_score_adj, rlimits, the rootfs
+Joining a cgroup by pid (``cgroup.procs``) is slow: the kernel's global
+``cgroup_threadgroup_rwsem`` waits for an RCU grace period (8 ms median,
+up to 15 ms, measured here). So nothing is joined that way when it can be
+helped (:mod:`runtime.sys.clone`): the init is forked straight into its
+cgroup v2 directory (``CLONE_INTO_CGROUP``; the hybrid ``unified`` tree or
+pure v2), and on v1 the init writes ``0`` to each hierarchy's ``tasks`` file
+itself, first thing after ``g`` (a thread moving itself takes no global
+lock). All through fds the caller opened, so a joined mount namespace does
+not matter. Where the kernel refuses the clone (before 5.7; a new user
+namespace may not enter a host cgroup that way) the intermediate writes the
+init's pid into ``cgroup.procs`` after ``g`` while the init sets itself up —
+session, stdio, ``lo``, hostname, sysctls, oom_score_adj, rlimits, the rootfs
 (:mod:`runtime.oci.rootfs`) and the process (:mod:`runtime.oci.process`) —
-and waits for ``j`` only before it reports ready, or before anything else
+which waits for ``j`` only before it reports ready, or before anything else
 when it must create a cgroup namespace (which is rooted at the cgroup it is
 in). Pages it touches meanwhile are charged to the caller's cgroup and freed
 at exec. Hooks: just before ``pivot_root`` the init asks the caller to run
@@ -31,7 +38,9 @@ the master to the console socket. After the process's identity is set (and
 the seccomp filter loaded, last, see :mod:`runtime.oci.process`) it marks
 every fd >= 3 close-on-exec except ``preserve_fds``; reports ``ready``;
 then blocks opening ``exec.fifo`` for writing until ``start`` opens it for
-reading, runs ``startContainer`` hooks, and execs. Both processes are
+reading, writes a byte, runs ``startContainer`` hooks, and execs — holding the
+fifo open until then (close-on-exec), so that ``start`` returns once the
+container's process is its program, as runc's does. Both processes are
 ``PR_SET_DUMPABLE=0`` throughout, so no container process can ptrace them or
 open their ``/proc/<pid>`` entries.
 
@@ -57,7 +66,7 @@ import runtime.sys as rsys
 from runtime import errors
 from runtime.oci import cgroups, config, hooks, paths, process, rootfs, state
 from runtime.shim import jsonio
-from runtime.sys import netdev, tty
+from runtime.sys import clone, netdev, tty
 from runtime.sys import seccomp as scmp
 
 TYPE_CHECKING = False
@@ -87,7 +96,9 @@ class Context:
         self.cgroup = cg
         self.sync_w = -1  # messages to the caller
         self.state_fd = -1  # O_PATH of the container's state dir (exec.fifo)
-        self.procs_fds: list[int] = []  # cgroup.procs of each hierarchy
+        self.cgroup_fd = -1  # O_PATH of the v2 directory: the init is born there
+        self.procs_fds: list[int] = []  # its cgroup.procs: joined by pid if it cannot be
+        self.tasks_fds: list[int] = []  # v1 hierarchies' tasks: the init joins them itself
         self.ns_fds: list[tuple[str, int]] = []  # namespaces to join
         self.stdio: tuple[int | None, int | None, int | None] = (None, None, None)
         self.preserve_fds = 0
@@ -162,15 +173,9 @@ def intermediate(ctx: Context) -> None:
         for kind, path in spec.namespaces.items():
             if path is None and kind not in ("cgroup", "user"):  # cgroup: by the init
                 flags |= _CLONE_FLAGS[kind]
-        if flags:
-            with errors.map_os_errors("create the container's namespaces"):
-                rsys.unshare(flags)
-        if spec.time_offsets:
-            text = "".join(f"{clock} {s} {n}\n" for clock, (s, n) in spec.time_offsets.items())
-            _write_proc("/proc/self/timens_offsets", text, "linux.timeOffsets")
         floor = 3 + ctx.preserve_fds  # clear of the stdio dup2s and the preserved fds
         go_r, go_w = (move_above(fd, floor) for fd in os.pipe2(os.O_CLOEXEC))
-        pid = os.fork()
+        pid, born_in_cgroup = _fork_init(ctx, flags)
         if pid == 0:
             os.close(go_w)
             _container_init(ctx, go_r)
@@ -178,9 +183,10 @@ def intermediate(ctx: Context) -> None:
         try:
             send(ctx.sync_w, {"type": "pid", "pid": pid})
             os.write(go_w, b"g")
-            for fd in ctx.procs_fds:
-                with errors.map_os_errors(f"move the container's init {pid} into its cgroup"):
-                    os.write(fd, str(pid).encode())
+            if not born_in_cgroup:  # the slow way: the kernel's global lock, see sys.clone
+                for fd in ctx.procs_fds:
+                    with errors.map_os_errors(f"move the container's init {pid} into its cgroup"):
+                        os.write(fd, str(pid).encode())
             os.write(go_w, b"j")
         except BaseException:
             os.kill(pid, 9)
@@ -190,6 +196,47 @@ def intermediate(ctx: Context) -> None:
         _report(ctx.sync_w, exc)
     finally:
         os._exit(code)
+
+
+def _fork_init(ctx: Context, flags: int) -> tuple[int, bool]:
+    """Fork the init in new namespaces (``flags``); returns its pid (0 in the
+    child) and whether it was born in its v2 cgroup.
+
+    Where it can, one ``clone3`` does it all: ``CLONE_INTO_CGROUP`` (no global
+    lock to wait for, see :mod:`runtime.sys.clone`) with the namespaces as clone
+    flags, which the kernel drops again if the clone fails — whereas after
+    ``unshare(CLONE_NEWPID)`` a first fork that fails late (a cgroup refused)
+    leaves the namespace unable to take any process (ENOMEM). Not with a user
+    namespace (a host cgroup refuses a process of a new one; it goes through
+    the caller's fds instead) nor a new time namespace (its offsets are written
+    between the unshare and the fork). Otherwise, or when the kernel refuses
+    (before Linux 5.7), ``unshare`` then :func:`os.fork`, and the caller moves
+    the init into its v2 cgroup by pid.
+    """
+    spec = ctx.spec
+    if ctx.cgroup_fd >= 0 and "user" not in spec.namespaces and not flags & rsys.CLONE_NEWTIME:
+        try:
+            return clone.fork(clone.CLONE_INTO_CGROUP | flags, ctx.cgroup_fd), True
+        except OSError:
+            pass  # before Linux 5.7, or a cgroup this process may not enter that way
+    if flags:
+        with errors.map_os_errors("create the container's namespaces"):
+            rsys.unshare(flags)
+    if spec.time_offsets:
+        text = "".join(f"{clock} {s} {n}\n" for clock, (s, n) in spec.time_offsets.items())
+        _write_proc("/proc/self/timens_offsets", text, "linux.timeOffsets")
+    return os.fork(), False
+
+
+def _join_v1(ctx: Context) -> None:
+    """Move this (single-threaded) init into each v1 hierarchy's cgroup: ``0``
+    written to ``tasks`` by the thread itself takes no global lock (by pid, the
+    kernel waits for an RCU grace period, ~8 ms here)."""
+    for fd in ctx.tasks_fds:
+        with errors.map_os_errors("move the container's init into its v1 cgroups"):
+            os.write(fd, b"0")
+        os.close(fd)
+    ctx.tasks_fds = []
 
 
 def _set_limits(spec: config.Spec) -> None:
@@ -209,6 +256,7 @@ def _container_init(ctx: Context, go_r: int) -> None:
     try:
         rsys.prctl(rsys.PR_SET_DUMPABLE, 0)
         wait_for(go_r, b"g")
+        _join_v1(ctx)
         host_pid = ctx.host_pid = int(os.readlink("/proc/self"))  # the host's /proc, until pivot
         os.setsid()
         os.umask(0)
@@ -253,8 +301,7 @@ def _container_init(ctx: Context, go_r: int) -> None:
         fifo = os.open(state.FIFO, os.O_WRONLY | os.O_CLOEXEC, dir_fd=ctx.state_fd)
         if not spec.has_process:  # start refuses and kills us; never run anything
             os._exit(1)
-        os.write(fifo, b"0")
-        os.close(fifo)
+        os.write(fifo, b"0")  # kept open (close-on-exec): start reads to EOF = exec'd
         if "startContainer" in spec.hooks:
             st = _state(ctx, host_pid)
             st["status"] = "created"

@@ -13,7 +13,12 @@ init installs is the BPF program libseccomp generates from it
 program is most of the cost of a large profile (~10 ms for Docker's on three
 x86 ABIs), so it is done once and kept in ``<runtime root>/@seccomp/`` under
 the SHA-256 of the profile, libseccomp's version and the architecture — the
-next container with the same profile loads it in microseconds. Rules whose
+next container with the same profile loads it in microseconds. A process
+also keeps the programs it made or read in memory (:func:`warm`): the shims'
+fork server makes Docker's default profile's once, and every shim forked
+from it finds it there, without hashing the profile or reading a file (the
+``hashlib`` import alone, which loads OpenSSL, cost ~3 ms per create in a
+freshly forked helper). Rules whose
 action equals the default action are dropped (libseccomp refuses them).
 When the same argument index appears twice in one rule, the comparisons
 become separate rules (libseccomp cannot AND two comparisons of one
@@ -44,7 +49,16 @@ __all__ = [
     "default_profile",
     "parse",
     "program_for",
+    "warm",
 ]
+
+#: The bounding set Docker gives a container by default (what the engine puts in
+#: config.json, see runtime.engine.bundle): the profile warmed for it.
+DOCKER_CAPABILITIES = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+)  # fmt: skip
 
 #: OCI architecture names this runtime accepts.
 ARCHES = (
@@ -225,26 +239,33 @@ _KERNEL_FLAGS = {
 }
 
 
+#: Programs this process made or read: cache key -> BPF program.
+_PROGRAMS: dict[str, bytes] = {}
+
+
 def program_for(prof: Profile, cache_dir: str | None) -> tuple[bytes, int]:
-    """(BPF program, seccomp(2) flags) for ``prof``, from ``cache_dir`` when it
-    was made before; else compiled, exported and stored there (atomically)."""
+    """(BPF program, seccomp(2) flags) for ``prof``: from this process's memory,
+    else from ``cache_dir`` when it was made before, else compiled, exported
+    and stored there (atomically)."""
     flags = 0
     for name in prof.flags:
         flags |= _KERNEL_FLAGS[name]
     if prof.needs_listener:
         flags |= scmp.FILTER_FLAG_NEW_LISTENER
+    from runtime.shim import jsonio
+
+    key = jsonio.dumps([prof.raw, scmp.version(), os.uname().machine], sort_keys=True)
+    program = _PROGRAMS.get(key)
+    if program is not None:
+        return program, flags
     path = None
     if cache_dir:
-        import hashlib
-
-        from runtime.shim import jsonio
-
-        key = jsonio.dumps([prof.raw, scmp.version(), os.uname().machine], sort_keys=True)
-        path = os.path.join(cache_dir, hashlib.sha256(key.encode()).hexdigest() + ".bpf")
+        path = os.path.join(cache_dir, _sha256(key.encode()) + ".bpf")
         try:
             with open(path, "rb") as f:
                 program = f.read()
             if program and len(program) % 8 == 0:
+                _PROGRAMS[key] = program
                 return program, flags
         except FileNotFoundError:
             pass
@@ -254,6 +275,7 @@ def program_for(prof: Profile, cache_dir: str | None) -> tuple[bytes, int]:
             program = filt.export_bpf()
     finally:
         filt.release()
+    _PROGRAMS[key] = program
     if path is not None:
         from runtime.oci import state
 
@@ -263,6 +285,21 @@ def program_for(prof: Profile, cache_dir: str | None) -> tuple[bytes, int]:
         except OSError:
             pass  # a cache: the next create compiles again
     return program, flags
+
+
+def warm(capabilities: tuple[str, ...] = DOCKER_CAPABILITIES) -> None:
+    """Make the default profile's program for ``capabilities`` now and keep it in
+    memory, so that processes forked from this one find it (the shims' fork server)."""
+    program_for(parse(default_profile(capabilities)), None)
+
+
+def _sha256(data: bytes) -> str:
+    """The hex SHA-256 of ``data``, without loading OpenSSL when CPython has its own."""
+    try:
+        from _sha256 import sha256  # type: ignore[import-not-found]  # CPython 3.11
+    except ImportError:
+        from hashlib import sha256
+    return str(sha256(data).hexdigest())
 
 
 def _load_default() -> dict[str, object]:

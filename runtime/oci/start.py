@@ -3,9 +3,13 @@ exec.fifo protocol).
 
 The init blocks in ``open(exec.fifo, O_WRONLY)``. ``start`` opens the fifo
 for reading *without* blocking (so a dead init cannot hang it), then polls:
-the init's one byte means it is about to exec; a hang-up with no byte, or an
-init that is no longer alive at a poll timeout, means it died. The fifo is
-removed afterwards, which is what turns the status from created to running.
+the init's one byte means it is about to exec, and the end of the file that
+follows means it has (the init holds the fifo open, close-on-exec, through
+the ``startContainer`` hooks and the ``execve``), so ``start`` returns when
+the container's process runs its program, as runc's ``start`` does (it reads
+the fifo to EOF too); a hang-up with no byte, or an init that is no longer
+alive at a poll timeout, means it died. The fifo is removed afterwards, which
+is what turns the status from created to running.
 Then the ``poststart`` hooks run (from state.json: the config as it was at
 create); their failures are returned as warnings, not raised — the
 container is running by then (runtime-spec: "the runtime MUST log a warning").
@@ -57,16 +61,20 @@ def start(root: str, container_id: str) -> list[str]:
     try:
         poller = select.poll()
         poller.register(fd, select.POLLIN)
+        told = False  # the init's byte came: it is about to exec
         while True:
             if poller.poll(_POLL_MS):
                 try:
-                    data = os.read(fd, 1)
+                    data = os.read(fd, 64)
                 except BlockingIOError:
                     continue
                 if data:
-                    break
+                    told = True
+                    continue
+                if told:
+                    break  # end of file after the byte: exec'd (or died trying)
                 _raise_not_started(root, rec)
-            elif state.observe_status(root, rec) == "stopped":
+            elif not told and state.observe_status(root, rec) == "stopped":
                 _raise_not_started(root, rec)
     finally:
         os.close(fd)

@@ -24,8 +24,8 @@ start.
 
 A request is one JSON line ``{"argv": [shim options]}`` carrying the end of
 the launcher's sync pipe as an fd (``SCM_RIGHTS``). The server checks the
-options, forks an intermediate process that forks the shim and exits, reaps
-the intermediate and answers ``{"ok": true}`` (or the options' error). The
+options, forks an intermediate process that forks the shim and exits, answers
+``{"ok": true}`` (or the options' error) and reaps the intermediate. The
 shim then runs :func:`runtime.shim.main.run_shim` and reports through the sync
 pipe, as an exec'd shim does, so the launcher waits for it the same way.
 
@@ -190,12 +190,12 @@ def _warm() -> None:
         from runtime.sys import seccomp as libseccomp
     except ImportError:  # pragma: no cover - an external-runtime-only install
         return
-    # Containers get Docker's default profile: its data, the library and the
-    # ctypes prototypes are loaded once here, not in every shim.
+    # Containers get Docker's default profile: the library, the ctypes
+    # prototypes and the profile's BPF program are made once here, and every
+    # shim's create finds the program in memory (runtime.oci.seccomp.warm).
     try:
         if libseccomp.available():
-            profile = seccomp.parse(seccomp.default_profile(["CAP_CHOWN"]))
-            seccomp.compile_filter(profile).release()
+            seccomp.warm()
     except Exception:  # pragma: no cover - warming up is best effort
         pass
 
@@ -326,8 +326,11 @@ def _handle(listener: _socket.socket, conn: _socket.socket) -> None:
         finally:
             os._exit(0)
     os.close(fds[0])
-    os.waitpid(child, 0)
-    conn.sendall(protocol.encode(protocol.ok({"forked": True})))
+    # answer first: the launcher waits on the sync pipe next, not for this reaping
+    try:
+        conn.sendall(protocol.encode(protocol.ok({"forked": True})))
+    finally:
+        os.waitpid(child, 0)
 
 
 def set_title(argv: list[str]) -> None:

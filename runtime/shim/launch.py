@@ -104,6 +104,8 @@ class ShimInfo:
     pid: int
     socket_path: str
     init_pid: int
+    #: the shim's ``state`` record as it sent "ready" (what the ``state`` op answers)
+    state: dict[str, object] = dataclasses.field(default_factory=dict)
 
 
 def bootstrap_argv(opts: ShimOptions, sync_fd: int) -> list[str]:
@@ -155,10 +157,12 @@ def spawn_shim(opts: ShimOptions, *, timeout: float = DEFAULT_TIMEOUT) -> ShimIn
     final = messages[-1] if messages else {}
     shim_pid = next((m.get("pid") for m in messages if m.get("event") == "started"), None)
     if final.get("event") == "ready":
+        state = final.get("state")
         return ShimInfo(
             pid=int(final["pid"]),  # type: ignore[call-overload]
             socket_path=str(final["socket"]),
             init_pid=int(final["init_pid"]),  # type: ignore[call-overload]
+            state=state if isinstance(state, dict) else {},
         )
     if final.get("event") == "error":
         category = getattr(errors, str(final.get("category")), None)

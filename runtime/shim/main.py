@@ -15,7 +15,8 @@ subreaper (``PR_SET_CHILD_SUBREAPER``: the container's init, orphaned when the
 runtime's process exits, becomes its child), points stdio at /dev/null and
 ``chdir("/")``. It reports through the sync pipe: ``{"event": "started",
 "pid"}`` first, then ``{"event": "ready", "pid", "init_pid", "socket"}`` once
-the container runs, or ``{"event": "error", "category", "message"}`` — after
+the container runs (with ``state``, the answer to a ``state`` request at that
+moment), or ``{"event": "error", "category", "message"}`` — after
 removing everything it made (runtime state, socket, files).
 
 Signals: SIGINT, SIGHUP and SIGTERM are logged and otherwise ignored — the
@@ -357,7 +358,15 @@ def _serve(opts: Options, sync: _Sync) -> int:
         statedir.remove(bundle, *statedir.SHIM_FILES)
         os.close(lock_fd)
         raise
-    sync.send({"event": "ready", "pid": os.getpid(), "init_pid": init_pid, "socket": srv.path})
+    sync.send(
+        {
+            "event": "ready",
+            "pid": os.getpid(),
+            "init_pid": init_pid,
+            "socket": srv.path,
+            "state": sup.state(),  # what a "state" request would answer now
+        }
+    )
     sync.close()
     try:
         sup.reap()

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from runtime import errors
+from runtime.engine import bundle
 from runtime.oci import seccomp
 from runtime.sys import seccomp as scmp
 
@@ -152,9 +153,33 @@ def test_the_generated_program_is_cached_by_profile(tmp_path: Path) -> None:
     [cached] = list(tmp_path.iterdir())
     assert cached.read_bytes() == program and len(program) % 8 == 0 and flags == 0
     cached.write_bytes(b"\x06\x00\x00\x00\x00\x00\xff\x7f")  # a one-instruction "allow"
+    assert seccomp.program_for(prof, str(tmp_path))[0] == program  # this process kept it
+    seccomp._PROGRAMS.clear()  # a new process
     again, _ = seccomp.program_for(prof, str(tmp_path))
     assert again == cached.read_bytes()  # read back, not regenerated
+    seccomp._PROGRAMS.clear()
     other = seccomp.parse({"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_LOG"]})
     _, other_flags = seccomp.program_for(other, str(tmp_path))
     assert other_flags == scmp.FILTER_FLAG_LOG and len(list(tmp_path.iterdir())) == 2
     assert seccomp.program_for(prof, None)[0] == program  # no cache: compiled afresh
+
+
+@pytest.mark.skipif(not scmp.available(), reason="libseccomp2 is not installed")
+def test_a_warmed_program_is_found_in_memory_without_a_compile(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the shims' fork server does: a forked shim's create neither compiles
+    nor hashes Docker's default profile (the engine's capability set)."""
+    seccomp._PROGRAMS.clear()
+    seccomp.warm()
+    assert seccomp.DOCKER_CAPABILITIES == bundle.DEFAULT_CAPABILITIES
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("compiled again")
+
+    monkeypatch.setattr(seccomp, "compile_filter", refuse)
+    monkeypatch.setattr(seccomp, "_sha256", refuse)
+    prof = seccomp.parse(bundle.seccomp_profile(bundle.DEFAULT_CAPABILITIES))
+    program, flags = seccomp.program_for(prof, "/nonexistent/never-read")
+    assert program and len(program) % 8 == 0 and flags == 0
+    seccomp._PROGRAMS.clear()
