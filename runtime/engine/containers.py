@@ -169,12 +169,15 @@ class Containers:
         with errors.map_os_errors(f"create bundle {shim_dir}"):
             os.makedirs(rootfs, mode=0o711, exist_ok=True)
         assert row.snapshot_key is not None
-        if row.started_at is None and not self._snapshots.exists(row.snapshot_key):
-            # a create cut short between its record and its snapshot (the creating
-            # process was killed): the container never ran, so its writable layer was
-            # empty; preparing it now loses nothing
-            image = self._images.get(row.image_id)
-            self._snapshots.prepare(row.snapshot_key, self._images.top_snapshot(image))
+        if row.started_at is None:
+            # a create cut short after its record (the creating process was killed)
+            # left no snapshot or no directory: the container never ran, so its
+            # writable layer was empty and making them now loses nothing
+            if not self._snapshots.exists(row.snapshot_key):
+                top = self._images.top_snapshot(self._images.get(row.image_id))
+                self._snapshots.prepare(row.snapshot_key, top)
+            with errors.map_os_errors(f"create {self._layout.container_dir(row.id)}"):
+                os.makedirs(self._layout.container_dir(row.id), mode=0o710, exist_ok=True)
         mounts.mount_all(self._snapshots.mounts(row.snapshot_key), rootfs)
         try:
             image = self._images.get(row.image_id)
