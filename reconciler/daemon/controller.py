@@ -53,7 +53,9 @@ class SourceState:
     applied: str | None = None  # the revision the host was last in sync with
     applied_at: float | None = None
     last_error: str | None = None
-    reported: str | None = None  # the last error reported (each is reported once)
+    load_error: str | None = None  # the source does not load now (the last good is in force)
+    reported: str | None = None  # the last round error reported (each is reported once)
+    reported_load: str | None = None  # the last load error reported
     rounds: int = 0
     conditions: dict[str, api_types.Condition] = dataclasses.field(default_factory=dict)
     last_actions: frozenset[tuple[str, str, str]] | None = None
@@ -297,11 +299,11 @@ class Controller:
             revision = state.source.load()
         except errors.RuntimeError_ as exc:
             message = str(exc)
-            state.last_error = message
+            state.last_error = state.load_error = message
             now = self.wall()
             state.condition("SourceValid", False, "LoadFailed", message, now)
-            if state.reported != message:
-                state.reported = message
+            if state.reported_load != message:
+                state.reported_load = message
                 with self.metrics.lock:
                     self.metrics.source_errors.inc(source=key)
                 kept = (
@@ -328,10 +330,11 @@ class Controller:
                 revision=revision.revision,
                 message="; ".join(revision.warnings),
             )
+        if state.load_error is not None:
+            self.events.emit("source_valid", source=key, stack=revision.desired.stack, result="ok")
         state.desired = revision.desired
         state.revision = revision.revision
-        if state.last_error and state.reported == state.last_error:
-            state.reported = None
+        state.load_error = state.reported_load = None
         state.last_error = None
         self.on_loaded(key, revision)
 
@@ -359,11 +362,12 @@ class Controller:
                         f"{a.op} {a.resource}" for a in plan.actions if not _self_heal_start(a)
                     )
                 )
-            state.last_actions = signature
+            state.last_actions = None  # set again only once the actions were carried out
             executor = execute.Executor(
                 self.runtime, desired, execute_options, self._on_action(key, desired.stack)
             )
             executor.run(plan)
+            state.last_actions = signature
             for action in plan.actions:
                 if _self_heal_start(action):
                     self._started(desired.stack, action.name, self.clock())
@@ -390,7 +394,7 @@ class Controller:
                 "Ready", True, "InSync", f"revision {_short(state.revision)} applied", wall
             )
         state.condition("Stalled", False, "InSync", "", wall)
-        state.last_error = None
+        state.last_error = state.load_error
         state.reported = None
         resync = self.resync * (0.9 + 0.2 * self.rand())
         return resync if wake is None else min(resync, max(0.05, wake - now))

@@ -13,10 +13,12 @@ systemd's watchdog, so a daemon whose main loop hangs is restarted.
 from __future__ import annotations
 
 import dataclasses
+import faulthandler
 import http.server
 import importlib.metadata
 import logging
 import os
+import select
 import signal
 import sys
 import threading
@@ -120,7 +122,10 @@ class Daemon:
         self.events = events.EventLog()
         self.metrics = metrics.Metrics()
         self.runtime: client.RuntimeClient | None = None
-        self.wake = threading.Event()
+        # the main thread sleeps in select() on this pipe; signals write to it
+        # (``signal.set_wakeup_fd``: a signal that another thread receives still wakes
+        # the main thread at once), and so does an API reload
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.stopping = False
         self.reload_asked = False
         self._pollers: dict[str, gitsource.GitPoller] = {}
@@ -206,6 +211,7 @@ class Daemon:
 
     def run(self) -> int:
         configure_logging(self.options.verbosity)
+        faulthandler.register(signal.SIGUSR1, all_threads=True)  # stacks to stderr, for a hang
         try:
             version = importlib.metadata.version("pyreconcile")
         except importlib.metadata.PackageNotFoundError:
@@ -252,6 +258,7 @@ class Daemon:
         )
         serving.start()
         metrics_server = self._serve_metrics()
+        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_hup)
@@ -264,8 +271,11 @@ class Daemon:
         interval = systemd.watchdog_interval()
         try:
             while not self.stopping:
-                self.wake.wait(interval)
-                self.wake.clear()
+                select.select([self._wake_r], [], [], interval)
+                try:
+                    os.read(self._wake_r, 4096)
+                except BlockingIOError:
+                    pass
                 if interval is not None:
                     systemd.notify("WATCHDOG=1")
                 if self.reload_asked and not self.stopping:
@@ -277,14 +287,20 @@ class Daemon:
 
     def _ask_reload(self) -> None:
         self.reload_asked = True
-        self.wake.set()
+        self._wake()
 
     def _on_hup(self, signum: int, frame: FrameType | None) -> None:
         self._ask_reload()
 
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:
         self.stopping = True
-        self.wake.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"\0")
+        except BlockingIOError:
+            pass  # full: the main thread has wake-ups enough
 
     def _shutdown(self, metrics_server: http.server.HTTPServer | None) -> None:
         systemd.notify("STOPPING=1", "STATUS=stopping; containers keep running")

@@ -335,7 +335,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def _length(self) -> int:
         if self.headers.get("Transfer-Encoding"):
             raise HTTPError(411, "send the body with a Content-Length", "length_required")
-        text = self.headers.get("Content-Length")
+        lengths = self.headers.get_all("Content-Length") or []
+        if len(lengths) > 1:
+            self.close_connection = True
+            raise HTTPError(400, "more than one Content-Length")
+        text = lengths[0] if lengths else None
         if text is None:
             return 0
         if not text.isdigit():

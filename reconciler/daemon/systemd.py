@@ -22,9 +22,10 @@ def notify(*lines: str) -> bool:
     if address.startswith("@"):
         address = "\0" + address[1:]
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+    sock.setblocking(False)  # never wait on a reader that does not read: drop instead
     try:
         sock.connect(address)
-        sock.sendall("\n".join(lines).encode())
+        sock.send("\n".join(lines).encode())
         return True
     except OSError:
         return False

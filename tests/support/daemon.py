@@ -21,7 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from reconciler.daemon import api_daemon, api_runtime, api_stacks, app, events, metrics, server
+from reconciler.daemon import api_daemon, api_runtime, api_stacks, app, metrics, server
+from reconciler.daemon import events as events_mod
 from runtime import client
 
 PYRECONCILE = [sys.executable, "-m", "reconciler.cli"]
@@ -35,7 +36,7 @@ def serve(
         runtime=runtime,
         root=os.path.dirname(path),
         run_root=os.path.dirname(path),
-        events=events.EventLog(),
+        events=events_mod.EventLog(),
         metrics=metrics.Metrics(),
     )
     routes = [*api_daemon.ROUTES, *api_stacks.ROUTES, *api_runtime.ROUTES]
@@ -98,15 +99,20 @@ def start(
     return proc
 
 
-def stop(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
+def stop(proc: subprocess.Popen[bytes], timeout: float = 30.0, log: Path | None = None) -> int:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR1)  # the daemon's threads' stacks to its log
+            time.sleep(1)
             proc.kill()
             proc.wait()
-            raise AssertionError("the daemon did not stop on SIGTERM in time") from None
+            error = AssertionError("the daemon did not stop on SIGTERM in time")
+            if log is not None:
+                error.add_note(log.read_text()[-6000:])
+            raise error from None
     return proc.returncode
 
 
@@ -141,3 +147,96 @@ def unix_session(path: str) -> Any:
     session = requests.Session()
     session.mount("http://", Adapter())
     return session
+
+
+def api(roots: Any) -> Any:
+    from reconciler.daemon import client as api_client
+
+    return api_client.ApiClient(socket_path(roots))
+
+
+def remote(roots: Any) -> Any:
+    from reconciler.daemon.remote import RemoteRuntime
+
+    return RemoteRuntime(api(roots))
+
+
+def wait_for(
+    predicate: Any, timeout: float = 20.0, what: str = "condition", tick: float = 0.01
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(tick)
+
+
+def events(client_: Any, since: int = 0) -> list[Any]:
+    from reconciler.daemon import api_types
+
+    return list(client_.stream("GET", "/v1/events", item=api_types.Event, query={"since": since}))
+
+
+def wait_event(
+    client_: Any, type_: str, since: int = 0, timeout: float = 20.0, where: Any = None
+) -> Any:
+    def found() -> Any:
+        for event in events(client_, since):
+            if event.type == type_ and (where is None or where(event)):
+                return event
+        return None
+
+    return wait_for(found, timeout, f"event {type_}", tick=0.05)
+
+
+def last_seq(client_: Any) -> int:
+    found = events(client_)
+    return found[-1].seq if found else 0
+
+
+def container(rt: Any, stack: str, name: str) -> Any:
+    from runtime import errors
+
+    try:
+        return rt.get_container(f"{stack}_{name}")
+    except errors.NotFound:
+        return None
+
+
+def metric(client_: Any, line_prefix: str) -> float:
+    text = b"".join(client_.download("GET", "/metrics")).decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(line_prefix):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def delete_in_process(roots: Any, stack: str) -> None:
+    """Remove a stack with the engine in this test's process (the daemon is stopped)."""
+    env = dict(roots.env())
+    env["PYRECONCILE_DAEMON"] = "never"
+    subprocess.run(
+        [*PYRECONCILE, "delete", "--stack", stack, "--volumes", "-q"],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def api_types() -> Any:
+    from reconciler.daemon import api_types as types
+
+    return types
+
+
+def diagnose(proc: subprocess.Popen[bytes], log: Path) -> str:
+    """The daemon's threads' stacks (SIGUSR1, faulthandler) and the end of its log."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(1)
+    return log.read_text()[-12000:]

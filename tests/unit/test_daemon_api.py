@@ -117,8 +117,12 @@ def test_oversized_and_unframed_bodies_are_refused(served: tuple[FakeRuntime, st
         b"POST /v1/containers HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
     )
     assert status == 411 and "Content-Length" in answer["message"]
-    status, answer = post(path, "/v1/containers", b"{}", "Content-Length: 12x\r\n")
-    assert status == 400
+    status, answer = raw(
+        path, b"POST /v1/containers HTTP/1.1\r\nHost: x\r\nContent-Length: 12x\r\n\r\n{}"
+    )
+    assert status == 400 and "not a number" in answer["message"]
+    status, answer = post(path, "/v1/containers", b"{}", "Content-Length: 2\r\n")
+    assert status == 400 and "more than one" in answer["message"]
 
 
 def test_broken_http_is_answered_in_json(served: tuple[FakeRuntime, str]) -> None:
