@@ -38,6 +38,7 @@ import builtins
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import json
 import os
 import re
@@ -284,24 +285,58 @@ class ImageStore:
     def _unpack_layers(
         self, layers: list[tuple[str, str]], on_unpack: Callable[[str], None] | None = None
     ) -> str | None:
-        """Make sure every (blob, diff_id) layer has its committed snapshot; the top key."""
+        """Make sure every (blob, diff_id) layer has its committed snapshot; the top key.
+
+        Layers are unpacked bottom first (each needs its parent committed); while
+        one is unpacked, the next one is decompressed and hashed ahead on a
+        thread (``tarstream.Prefetch``), so inflating a layer of large files
+        overlaps creating the many small files of the one below it.
+        """
         parent: str | None = None
+        todo: list[tuple[str, str, str, str | None]] = []
         for blob, diff_id in layers:
             chain = snapshots.chain_id(parent, diff_id)
             if not self._snapshotter.exists(chain):
+                todo.append((blob, diff_id, chain, parent))
+            parent = chain
+        ahead: tarstream.Prefetch | None = None
+        try:
+            for index, (blob, diff_id, chain, below) in enumerate(todo):
+                current, ahead = ahead, None
+                if index + 1 < len(todo):
+                    following = todo[index + 1][0]
+                    ahead = tarstream.Prefetch(functools.partial(self._content.open, following))
                 if on_unpack is not None:
                     on_unpack(blob)
-                self._apply_layer(blob, diff_id, chain, parent)
-            parent = chain
+                try:
+                    self._apply_layer(blob, diff_id, chain, below, current)
+                finally:
+                    if current is not None:
+                        current.close()
+        finally:
+            if ahead is not None:
+                ahead.close()
         return parent
 
-    def _apply_layer(self, blob: str, diff_id: str, chain: str, parent: str | None) -> None:
+    def _apply_layer(
+        self,
+        blob: str,
+        diff_id: str,
+        chain: str,
+        parent: str | None,
+        prefetched: tarstream.Prefetch | None = None,
+    ) -> None:
         key = f"extract-{secrets.token_hex(6)}-{chain}"
         described = self._snapshotter.prepare(key, parent)
         try:
-            with self._content.open(blob) as f:
+            with contextlib.ExitStack() as stack:
+                source: tarstream.Readable | tarstream.Prefetch
+                if prefetched is not None:
+                    source = prefetched
+                else:
+                    source = stack.enter_context(self._content.open(blob))
                 result = unpack.unpack(
-                    f,
+                    source,
                     mounts.writable_dir(described),
                     parents=mounts.lower_dirs(described),
                     limits=self._limits,

@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import bz2
+import collections
 import dataclasses
 import gzip
 import hashlib
@@ -31,13 +32,15 @@ import io
 import lzma
 import os
 import tarfile
+import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from runtime import errors
 
 MAX_HEADER_BYTES = 1 << 20
+PREFETCH_BYTES = 64 << 20  # decompressed bytes a ``Prefetch`` holds at most
 PATH_MAX = 4096
 NAME_MAX = 255
 CHUNK = 1 << 20
@@ -175,11 +178,14 @@ class HashingReader(io.RawIOBase):
         *,
         compressed: _Counting | None = None,
         limits: Limits | None = None,
+        prehashed: tuple[Any, int] | None = None,
     ) -> None:
         self._inner, self._max, self._what = inner, max_bytes, what
         self._compressed = compressed
         self._limits = limits or Limits()
-        self.hash = hashlib.sha256()
+        # (a sha256 of the first N bytes of ``inner``, N): hashed ahead by a ``Prefetch``
+        self.hash: Any
+        self.hash, self._prehashed = prehashed or (hashlib.sha256(), 0)
         self.size = 0
 
     def readable(self) -> bool:
@@ -210,7 +216,11 @@ class HashingReader(io.RawIOBase):
                 f"compressed size past {self._limits.ratio_floor} bytes: refusing a "
                 "decompression bomb (raise the unpack limits if the image is legitimate)"
             )
-        self.hash.update(data)
+        start = self.size - len(data)
+        if start >= self._prehashed:
+            self.hash.update(data)
+        elif self.size > self._prehashed:
+            self.hash.update(memoryview(data)[self._prehashed - start :])
         buffer[: len(data)] = data
         return len(data)
 
@@ -237,15 +247,101 @@ class BoundedTarInfo(tarfile.TarInfo):
         return member
 
 
+class Prefetch:
+    """A layer decompressed and hashed ahead, on a thread, while the layer below it is
+    being unpacked; ``iter_members`` (``unpack.unpack``) takes it in place of a stream.
+
+    An unpack is bound by creating files (kernel time) for layers of many small
+    files and by inflating and hashing (zlib and sha256 release the GIL) for
+    layers of large ones; a pull unpacks its layers one after the other, so
+    inflating the next layer during the current one uses the second CPU. At
+    most ``max_bytes`` decompressed bytes are held; the rest is read when the
+    layer is unpacked. Nothing is checked ahead: the limits, the diff_id and
+    every tar rule apply when the layer is read, as for any stream, and an
+    error met ahead (corrupt data) is raised at the same point of the stream.
+    ``close`` stops the thread and closes the stream (call it in any case).
+    """
+
+    def __init__(self, open_raw: Callable[[], Readable], max_bytes: int = PREFETCH_BYTES) -> None:
+        self._open_raw = open_raw
+        self._max = max_bytes
+        self._raw: Readable | None = None
+        self.compressed: _Counting | None = None
+        self.decompressed: Readable | None = None
+        self.chunks: list[bytes] = []
+        self.hash = hashlib.sha256()
+        self.size = 0
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="layer-prefetch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._raw = self._open_raw()
+            self.compressed = _Counting(self._raw)
+            self.decompressed = open_decompressed(self.compressed)
+            while self.size < self._max and not self._stop.is_set():
+                chunk = self.decompressed.read(CHUNK)
+                if not chunk:
+                    break
+                self.hash.update(chunk)
+                self.chunks.append(chunk)
+                self.size += len(chunk)
+        except BaseException as exc:  # raised to the reader at this point of the stream
+            self.error = exc
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        close = getattr(self._raw, "close", None)
+        if close is not None:
+            close()
+
+
+class _Replay:
+    """A ``Prefetch``'s chunks, then its error or the rest of its stream."""
+
+    def __init__(self, prefetch: Prefetch) -> None:
+        self._chunks = collections.deque(prefetch.chunks)
+        prefetch.chunks = []
+        self._prefetch = prefetch
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self._chunks:
+            chunk = self._chunks.popleft()
+            if 0 <= size < len(chunk):
+                self._chunks.appendleft(chunk[size:])
+                chunk = chunk[:size]
+            return chunk
+        if self._prefetch.error is not None:
+            raise self._prefetch.error
+        assert self._prefetch.decompressed is not None
+        return self._prefetch.decompressed.read(size)
+
+
 def iter_members(
-    stream: Readable, limits: Limits, what: str
+    stream: Readable | Prefetch, limits: Limits, what: str
 ) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo, HashingReader]]:
-    """Decompress, hash and parse ``stream``; yields each member (read its data before
-    the next one). When the loop ends the stream has been read to EOF."""
-    compressed = _Counting(stream)
-    reader = HashingReader(
-        open_decompressed(compressed), limits.max_bytes, what, compressed=compressed, limits=limits
-    )
+    """Decompress, hash and parse ``stream`` (or what a ``Prefetch`` read ahead, then
+    the rest of it); yields each member (read its data before the next one). When
+    the loop ends the stream has been read to EOF."""
+    if isinstance(stream, Prefetch):
+        stream.wait()
+        compressed = stream.compressed or _Counting(io.BytesIO())
+        reader = HashingReader(
+            _Replay(stream), limits.max_bytes, what, compressed=compressed, limits=limits,
+            prehashed=(stream.hash, stream.size),
+        )  # fmt: skip
+    else:
+        compressed = _Counting(stream)
+        reader = HashingReader(
+            open_decompressed(compressed), limits.max_bytes, what, compressed=compressed,
+            limits=limits,
+        )  # fmt: skip
     try:
         with tarfile.open(
             fileobj=reader,

@@ -466,14 +466,15 @@ def _remove(dir_fd: int, name: str, st: os.stat_result) -> None:
 
 
 def unpack(
-    stream: tarstream.Readable,
+    stream: tarstream.Readable | tarstream.Prefetch,
     dest: str,
     *,
     parents: Sequence[str] = (),
     limits: tarstream.Limits | None = None,
     what: str | None = None,
 ) -> tarstream.Summary:
-    """Apply the layer ``stream`` (plain, gzip, zstd, bzip2 or xz tar) to ``dest``.
+    """Apply the layer ``stream`` (plain, gzip, zstd, bzip2 or xz tar; or a
+    ``tarstream.Prefetch`` of one) to ``dest``.
 
     ``dest`` is an existing directory, normally an empty snapshot; ``parents``
     are the directories of the lower layers, top first (read only, to copy the

@@ -114,14 +114,15 @@ class Writer:
 
     def __init__(
         self,
-        workers: int = WORKERS,
+        workers: int | None = None,
         *,
-        max_pending_bytes: int = MAX_PENDING_BYTES,
-        max_pending_files: int = MAX_PENDING_FILES,
+        max_pending_bytes: int | None = None,
+        max_pending_files: int | None = None,
     ) -> None:
-        self._workers = workers
-        self._max_bytes = max_pending_bytes
-        self._max_files = max_pending_files
+        """The module's constants unless given (read now, so tests can change them)."""
+        self._workers = WORKERS if workers is None else workers
+        self._max_bytes = MAX_PENDING_BYTES if max_pending_bytes is None else max_pending_bytes
+        self._max_files = MAX_PENDING_FILES if max_pending_files is None else max_pending_files
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._queue: collections.deque[_Queued] = collections.deque()
         self._by_key: dict[Hashable, _Queued] = {}

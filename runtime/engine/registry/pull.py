@@ -11,7 +11,9 @@
    a blob only when its size and digest match; blobs already present are not
    fetched again. A broken connection resumes with ``Range`` (``download``).
 4. **Unpack** each layer as soon as it and the layers below it are in the
-   content store, while the others still download: its uncompressed sha256
+   content store, while the others still download (the layers already here
+   are unpacked in one go, so the next one is inflated ahead while one is
+   written: ``ImageStore.unpack_layers``): its uncompressed sha256
    (read to EOF) must equal its ``rootfs.diff_ids`` entry, and it becomes one
    committed snapshot per layer chain (a layer shared with another image is
    unpacked once). Then **record** with ``ImageStore.import_from_content``,
@@ -87,6 +89,10 @@ def fetch_blob(
     ) as reader:
         store.write_stream(reader, desc.digest, desc.size)
     progress.emit(client.ProgressEvent("downloaded", desc.digest, desc.size, desc.size))
+
+
+def _downloaded(future: concurrent.futures.Future[None]) -> bool:
+    return future.done() and not future.cancelled() and future.exception() is None
 
 
 def fetch(
@@ -171,10 +177,15 @@ def pull(
                     d.digest: pool.submit(fetch_blob, repo, store, d, opts, report)
                     for d in progress_mod.unique(manifest.layers)
                 }
-                try:  # unpack each layer once it and those below it are here
-                    for index, (blob, _) in enumerate(chain):
-                        futures[blob].result()
-                        image_store.unpack_layers(chain[: index + 1], unpacking)
+                try:  # unpack the layers that are here, bottom first, as they arrive
+                    done = 0
+                    while done < len(chain):
+                        futures[chain[done][0]].result()
+                        ready = done + 1
+                        while ready < len(chain) and _downloaded(futures[chain[ready][0]]):
+                            ready += 1
+                        image_store.unpack_layers(chain[:ready], unpacking)
+                        done = ready
                 except BaseException:
                     for future in futures.values():
                         future.cancel()
