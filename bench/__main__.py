@@ -1,7 +1,7 @@
 """``python -m bench``: run suites, show the peers, re-render a results file.
 
     python -m bench run [SUITE…] [--quick] [--install] [--runs N] [--out DIR]
-                        [--without PEER] [--commit REV]
+                        [--without PEER] [--commit REV] [--merge]
     python -m bench peers [--install]
     python -m bench render [--json PATH] [--doc docs/benchmarks.md]
 
@@ -42,6 +42,7 @@ def _run_commit(args: argparse.Namespace) -> int:
     _log(f"running commit {sha} exported to {directory}")
     argv = [sys.executable, "-m", "bench", "run", *args.suites, "--out", os.path.abspath(args.out)]
     argv += ["--quick"] if args.quick else []
+    argv += ["--merge"] if args.merge else []
     argv += ["--runs", str(args.runs)] if args.runs is not None else []
     for name in args.without:
         argv += ["--without", name]
@@ -115,7 +116,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
         doc.finished_at = _now()
         os.makedirs(args.out, exist_ok=True)
-        results.save(doc, os.path.join(args.out, "latest.json"))
+        latest = os.path.join(args.out, "latest.json")
+        if args.merge and os.path.exists(latest):
+            doc = results.merge(results.load(latest), doc)
+        results.save(doc, latest)
         text = report.render(doc)
         with open(os.path.join(args.out, "latest.md"), "w") as f:
             f.write(text)
@@ -156,11 +160,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run suites (all by default)")
-    run.add_argument("suites", nargs="*", metavar="SUITE", help="start, apply, memory, diff")
+    run.add_argument(
+        "suites", nargs="*", metavar="SUITE", help="start, apply, memory, diff, network, pull"
+    )
     run.add_argument("--quick", action="store_true", help="fewer runs (under two minutes)")
     run.add_argument("--install", action="store_true", help="apt-get install missing peers")
     run.add_argument("--runs", type=int, help="measured runs (rounds) for every suite")
     run.add_argument("--out", default=RESULTS, help="directory for latest.json and latest.md")
+    run.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the other suites' results of --out's latest.json (replace only those run)",
+    )
     run.add_argument(
         "--commit",
         metavar="REV",

@@ -76,6 +76,31 @@ GOALS: tuple[Goal, ...] = (
         names.PYR_DIFF,
         max_value=1.0,
     ),
+    Goal(
+        "[5] pull, download and verify (like skopeo copy, no unpack): no slower than skopeo",
+        "pull",
+        names.FETCH_CASE,
+        names.PYR_FETCH,
+        peer=names.SKOPEO_COPY,
+        max_ratio=1.0,
+    ),
+    Goal(
+        "[5] pull ready to run (with unpack) through the engine API: no slower than skopeo "
+        "(which does not unpack)",
+        "pull",
+        names.PULL_CASE,
+        names.PYR_PULL_API,
+        peer=names.SKOPEO_COPY,
+        max_ratio=1.0,
+    ),
+    Goal(
+        "[5] pull ready to run through the engine API: no slower than docker pull",
+        "pull",
+        names.PULL_CASE,
+        names.PYR_PULL_API,
+        peer=names.DOCKER_PULL,
+        max_ratio=1.0,
+    ),
 )
 
 

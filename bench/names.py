@@ -35,3 +35,17 @@ PYR_DIFF = "pyreconcile diff"
 
 def diff_case(n: int, state: str) -> str:
     return f"N={n} objects: {state}"
+
+
+# pull
+PYR_PULL_API = "pyreconcile pull (engine API)"
+PYR_PULL_CLI = "pyreconcile image pull"
+PYR_FETCH = "pyreconcile download only (engine API)"
+SKOPEO_COPY = "skopeo copy docker:// → oci: (no unpack)"
+DOCKER_PULL = "docker pull"
+PYR_UNPACK = "pyreconcile unpacker (engine API)"
+TAR_X = "tar -xzf"
+PULL_CASE = "cold pull, ready to run (download, verify, unpack)"
+FETCH_CASE = "cold download and verify only (no unpack)"
+PULL_PHASE_CASE = "engine API pull: every blob downloaded (the unpack overlaps)"
+UNPACK_CASE = "unpack the 5 layers from local gzip files"

@@ -99,7 +99,7 @@ def render(doc: results.Document) -> str:
     for suite in doc.suites:
         out += [f"### {suite}", "", render_suite(doc, suite), ""]
     out += [
-        "### goals of issue [2]",
+        "### goals (issue [2]; [5] marks issue [5]'s)",
         "",
         "| goal | measured | verdict |",
         "|---|---|---|",

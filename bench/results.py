@@ -23,6 +23,7 @@ __all__ = [
     "Status",
     "Unit",
     "load",
+    "merge",
     "save",
 ]
 
@@ -177,3 +178,37 @@ def load(path: str) -> Document:
     if not isinstance(data, dict):
         raise ValueError(f"{path}: not a results document (expected a JSON object)")
     return Document.from_json(data)
+
+
+def _provenance(doc: Document) -> str:
+    src = doc.host.get("source")
+    code = ""
+    if isinstance(src, dict):
+        code = f", commit {str(src.get('commit', '?'))[:12]} ({src.get('tree', '?')})"
+    return f"the run of {doc.started_at}{' (--quick)' if doc.quick else ''}{code}"
+
+
+def merge(previous: Document, current: Document) -> Document:
+    """``current`` with the cases of ``previous``'s other suites kept (``run --merge``).
+
+    The suites ``current`` ran replace theirs in ``previous``; every other
+    suite keeps its cases, and the notes say which run each suite comes from
+    (``previous``'s notes are kept, marked as that run's). Host, peers, times
+    and leaks are ``current``'s.
+    """
+    kept = [s for s in previous.suites if s not in current.suites]
+    if not kept:
+        return current
+    merged = dataclasses.replace(
+        current,
+        suites=kept + list(current.suites),
+        cases=[c for c in previous.cases if c.suite in kept] + list(current.cases),
+    )
+    earlier = _provenance(previous)
+    merged.notes = [
+        f"merged results: {', '.join(kept)} from {earlier}; "
+        f"{', '.join(current.suites)} from {_provenance(current)}",
+        *current.notes,
+        *(n if n.startswith("(from ") else f"(from {earlier}) {n}" for n in previous.notes),
+    ]
+    return merged

@@ -43,24 +43,24 @@ import shutil
 import tempfile
 import time
 
-from bench import context, proc, pullimage, results
+from bench import context, names, proc, pullimage, results
 from bench.engines import pyrec
 from bench.suites import common
 
 __all__ = ["run"]
 
 SUITE = "pull"
-PYR_API = "pyreconcile pull (engine API)"
-PYR_CLI = "pyreconcile image pull"
-PYR_FETCH = "pyreconcile download only (engine API)"
-SKOPEO = "skopeo copy docker:// → oci: (no unpack)"
-DOCKER = "docker pull"
-PYR_UNPACK = "pyreconcile unpacker (engine API)"
-TAR = "tar -xzf"
-PULL_CASE = "cold pull, ready to run (download, verify, unpack)"
-FETCH_CASE = "cold download and verify only (no unpack)"
-PHASE_CASE = "engine API pull: every blob downloaded (the unpack overlaps)"
-UNPACK_CASE = "unpack the 5 layers from local gzip files"
+PYR_API = names.PYR_PULL_API
+PYR_CLI = names.PYR_PULL_CLI
+PYR_FETCH = names.PYR_FETCH
+SKOPEO = names.SKOPEO_COPY
+DOCKER = names.DOCKER_PULL
+PYR_UNPACK = names.PYR_UNPACK
+TAR = names.TAR_X
+PULL_CASE = names.PULL_CASE
+FETCH_CASE = names.FETCH_CASE
+PHASE_CASE = names.PULL_PHASE_CASE
+UNPACK_CASE = names.UNPACK_CASE
 
 
 class _Image:

@@ -113,3 +113,36 @@ def test_render_names_the_code_measured() -> None:
         "Code measured: commit `0123456789ab` (working tree) with uncommitted changes in 1 files: "
         "`runtime/local.py`." in text
     )
+
+
+def _pull_case() -> results.CaseResult:
+    return results.CaseResult(
+        "pull",
+        names.FETCH_CASE,
+        "s",
+        [
+            results.ContestantResult(names.PYR_FETCH, True, samples=[0.1, 0.12, 0.11]),
+            results.ContestantResult(names.SKOPEO_COPY, False, samples=[0.2, 0.21, 0.19]),
+        ],
+    )
+
+
+def test_merge_keeps_the_other_suites_and_says_where_they_come_from() -> None:
+    old = _doc([_start_case(), _pull_case()])
+    old.notes = ["memory: a note of the old run"]
+    old.host["source"] = {"commit": "f812c527d26cc96366e5", "tree": "exported commit"}
+    new_pull = _pull_case()
+    new_pull.contestants[0].samples = [0.05, 0.05, 0.05]
+    new = _doc([new_pull])
+    new.started_at = "2026-02-02T00:00:00Z"
+    merged = results.merge(old, new)
+    assert merged.suites == ["start", "pull"]
+    assert [c.suite for c in merged.cases] == ["start", "pull"]
+    assert merged.cases[1].contestants[0].samples == [0.05, 0.05, 0.05]  # the new run's
+    assert merged.cases[0] is old.cases[0]
+    assert "start from the run of 2026-01-01T00:00:00Z, commit f812c527d26c" in merged.notes[0]
+    assert "(from the run of 2026-01-01T00:00:00Z" in merged.notes[-1]
+    verdicts = {v.goal.text: v for v in goals.evaluate(merged)}
+    fetch_goal = next(v for t, v in verdicts.items() if "download and verify" in t)
+    assert fetch_goal.state == "met"
+    assert results.merge(_doc([_pull_case()]), new) is new  # nothing else to keep
