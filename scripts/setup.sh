@@ -15,6 +15,8 @@ fi
 
 # tini: its static build is the init of containers with `init: true` (bound in read-only)
 PACKAGES="python3 python3-venv python3-dev gcc libc6-dev busybox-static iproute2 nftables ca-certificates curl tini libseccomp2"
+# git: the daemon's git sources fetch and check out with the git CLI (pyreconcile daemon --git)
+PACKAGES="$PACKAGES git"
 if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--bench" ]; then
     # peers and tools the tests drive: runc/crun (the shim's external runtimes),
     # skopeo (OCI layouts, docker archives, registry interop), docker-registry (a

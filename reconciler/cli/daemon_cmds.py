@@ -35,15 +35,16 @@ def _api(context: ctx_mod.Context, fail: Callable[[str], Any]) -> Any:
 
 
 def _event_text(e: Any) -> str:
-    when = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(e.time))
-    where = " ".join(
-        x
-        for x in (e.source and f"source={e.source}", e.stack and f"stack={e.stack}", e.object)
-        if x
-    )
-    result = f" [{e.result}]" if e.result else ""
-    revision = f" revision={e.revision[:19]}" if e.revision else ""
-    return f"{when} {e.type}{result} {where}{revision}: {e.message}".rstrip(": ")
+    """``time type [result] source=… stack=… object revision=…: message``."""
+    parts = [time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(e.time)), e.type]
+    if e.result:
+        parts.append(f"[{e.result}]")
+    parts += [f"source={e.source}"] if e.source else []
+    parts += [f"stack={e.stack}"] if e.stack else []
+    parts += [e.object] if e.object else []
+    parts += [f"revision={e.revision[:19]}"] if e.revision else []
+    text = " ".join(parts)
+    return f"{text}: {e.message}" if e.message else text
 
 
 def register(
