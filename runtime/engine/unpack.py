@@ -123,6 +123,8 @@ class _Applier:
         # tar name of a directory -> (O_PATH fd, its symlink-free path); see ``_dir``
         self._cache: dict[tuple[str, ...], tuple[int, list[str]]] = {}
         self._retired: list[int] = []
+        self._creator: dict[int, tuple[int, int]] = {}  # cached dir fd -> a new file's owner
+        self._umask = _umask()
         self.writer = unpack_writer.Writer()
         try:
             for parent in parents:
@@ -135,20 +137,28 @@ class _Applier:
         """Wait for the file writers, then close every fd (also after a failure)."""
         self.writer.close()
         self._forget_dirs()
-        self._close_retired()
+        self._close_retired(force=True)
         for fd in [self.root_fd, *self.parent_fds]:
             os.close(fd)
         self.parent_fds = []
 
     def _forget_dirs(self) -> None:
         """Drop the remembered directories; their fds are closed once the entry being
-        applied (which may hold one) is done."""
+        applied (which may hold one) is done and no queued file needs them."""
         self._retired += [fd for fd, _ in self._cache.values()]
         self._cache.clear()
 
-    def _close_retired(self) -> None:
+    def _close_retired(self, force: bool = False) -> None:
+        if not self._retired:
+            return
+        if len(self._retired) > 64:
+            self.writer.barrier()
+        elif not force and self.writer.busy():
+            return
         while self._retired:
-            os.close(self._retired.pop())
+            fd = self._retired.pop()
+            self._creator.pop(fd, None)
+            os.close(fd)
 
     def _removing(self) -> None:
         """Before an existing entry is removed or replaced: queued files are written
@@ -169,8 +179,11 @@ class _Applier:
         found = self.open_dir(parts, create=True)
         if len(self._cache) >= DIR_CACHE_SIZE:
             oldest = next(iter(self._cache))
-            os.close(self._cache.pop(oldest)[0])
+            self._retired.append(self._cache.pop(oldest)[0])
         self._cache[key] = found
+        st = os.fstat(found[0])
+        gid = st.st_gid if st.st_mode & stat.S_ISGID else os.getegid()
+        self._creator[found[0]] = (os.geteuid(), gid)
         return found
 
     # directories ---------------------------------------------------------------
@@ -354,8 +367,12 @@ class _Applier:
     ) -> None:  # fmt: skip
         """A regular file (absent now): small ones go to the writer's threads with their
         bytes, large ones are streamed here; all metadata through the file's fd."""
+        creator = self._creator.get(dir_fd)
+        created = None
+        if creator is not None and self._umask is not None:
+            created = (*creator, m.mode & 0o777 & ~self._umask)
         meta = unpack_writer.FileMeta(
-            *self._owner(m), m.mode & 0o7777, tuple(self._xattrs(m)), _ns(m)
+            *self._owner(m), m.mode & 0o7777, tuple(self._xattrs(m)), _ns(m), created
         )
         data = tar.extractfile(m)
         if m.size <= unpack_writer.ASYNC_MAX_SIZE:
@@ -449,6 +466,19 @@ class _Applier:
                 # else: this layer made the file; it already hides the lower one
         finally:
             os.close(dir_fd)
+
+
+def _umask() -> int | None:
+    """This process's umask, read without changing it (``Umask:`` in its status); None
+    when the kernel does not say (every file then gets an explicit ``chmod``)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def _ns(m: tarfile.TarInfo) -> int:

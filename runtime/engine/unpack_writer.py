@@ -15,7 +15,10 @@ O_CREAT|O_EXCL|O_NOFOLLOW)`` (the name was checked absent by the unpacker, and
 ``O_EXCL`` refuses anything that appeared since), the content, then owner,
 mode (after the owner: ``chown`` clears setuid), xattrs (after the owner:
 ``chown`` clears ``security.capability``) and mtime, with ``fchown``,
-``fchmod``, ``fsetxattr`` and ``futimens``.
+``fchmod``, ``fsetxattr`` and ``futimens``. The owner and mode a new file
+already has (``FileMeta.created``: root's files in a plain directory, modes
+the umask leaves alone) are not set again: every syscall of a worker costs a
+GIL hand-over with the parsing thread.
 
 Ordering is the unpacker's job, with two tools from here: ``pending(key)``
 says whether a file of that (directory, name) is queued or being written, and
@@ -61,6 +64,11 @@ class FileMeta:
     mode: int  # permission bits incl. setuid/setgid/sticky
     xattrs: tuple[tuple[str, bytes], ...]
     mtime_ns: int
+    # (uid, gid, mode) the kernel gives the file when it is created with ``mode & 0o777``
+    # (our fsuid; the directory's gid when it is setgid, else our fsgid; the umask
+    # applied), when the caller knows them: a ``chown``/``chmod`` to the same values
+    # is skipped. None: always set both.
+    created: tuple[int, int, int] | None = None
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -70,9 +78,14 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def apply_meta(fd: int, meta: FileMeta) -> None:
-    """Owner, mode, xattrs, mtime of an open file (see the module docstring for the order)."""
-    os.chown(fd, meta.uid, meta.gid)
-    os.chmod(fd, meta.mode)
+    """Owner, mode, xattrs, mtime of an open file (see the module docstring for the order);
+    an owner or mode the file was created with is not set again."""
+    created = meta.created
+    chowned = created is None or (meta.uid, meta.gid) != created[:2]
+    if chowned:
+        os.chown(fd, meta.uid, meta.gid)
+    if chowned or created is None or meta.mode != created[2]:
+        os.chmod(fd, meta.mode)
     for key, value in meta.xattrs:
         try:
             os.setxattr(fd, key, value)
@@ -84,7 +97,7 @@ def apply_meta(fd: int, meta: FileMeta) -> None:
 
 def write_file(dir_fd: int, name: str, chunks: Iterable[bytes], meta: FileMeta) -> None:
     """Create ``name`` (absent) in ``dir_fd`` with the content ``chunks`` and ``meta``."""
-    fd = os.open(name, _CREATE, 0o600, dir_fd=dir_fd)
+    fd = os.open(name, _CREATE, meta.mode & 0o777, dir_fd=dir_fd)
     try:
         for chunk in chunks:
             _write_all(fd, chunk)
@@ -98,8 +111,6 @@ def _job(dir_fd: int, name: str, data: bytes, meta: FileMeta, entry: str) -> Non
         write_file(dir_fd, name, (data,), meta)
     except OSError as exc:
         raise Failed(entry, exc) from exc
-    finally:
-        os.close(dir_fd)
 
 
 @dataclasses.dataclass
@@ -138,7 +149,8 @@ class Writer:
 
     def submit(self, dir_fd: int, key: Hashable, name: str, data: bytes, meta: FileMeta,
                entry: str) -> None:  # fmt: skip
-        """Queue ``name`` (absent, not pending) in ``dir_fd`` (borrowed: it is duplicated)."""
+        """Queue ``name`` (absent, not pending) in ``dir_fd``, which the caller keeps open
+        until nothing is pending (``busy()`` is false, or after ``barrier``)."""
         if self._workers < 1:
             try:
                 write_file(dir_fd, name, (data,), meta)
@@ -154,12 +166,7 @@ class Writer:
             self._pool = concurrent.futures.ThreadPoolExecutor(
                 self._workers, thread_name_prefix="unpack"
             )
-        own_fd = os.dup(dir_fd)
-        try:
-            future = self._pool.submit(_job, own_fd, name, data, meta, entry)
-        except BaseException:
-            os.close(own_fd)
-            raise
+        future = self._pool.submit(_job, dir_fd, name, data, meta, entry)
         queued = _Queued(future, key, len(data))
         self._queue.append(queued)
         self._by_key[key] = queued

@@ -232,3 +232,20 @@ def test_prefetch_closed_unread_stops_and_closes_its_stream() -> None:
     prefetch.close()
     assert stream.closed
     assert threading.active_count() == before
+
+
+def test_owner_and_mode_the_kernel_would_not_give_are_set(tmp_path: Path, mode: str) -> None:
+    root = tmp_path / "r"
+    root.mkdir()
+    os.chown(root, 0, 77)
+    os.chmod(root, 0o2755)  # new files would inherit group 77
+    old_umask = os.umask(0o027)
+    try:
+        run(root, make_tar(f("x", b"x", mode=0o664), f("y", b"y", mode=0o640, uid=5, gid=0),
+                           f("z", b"z", mode=0o640, gid=77)))  # fmt: skip
+    finally:
+        os.umask(old_umask)
+    got = {n: os.lstat(root / n) for n in "xyz"}
+    assert {n: (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) for n, st in got.items()} == {
+        "x": (0, 0, 0o664), "y": (5, 0, 0o640), "z": (0, 77, 0o640),
+    }  # fmt: skip
