@@ -39,6 +39,7 @@ def create(
     preserve_fds: int = 0,
     console_socket: str | None = None,
     no_pivot: bool = False,
+    direct: bool = False,
 ) -> int:
     """Create the container from ``bundle/config.json``; return the init's pid.
 
@@ -50,6 +51,9 @@ def create(
     With ``process.terminal`` the pty master is sent to the unix socket
     ``console_socket`` (runc's ``--console-socket``), which is then required.
     ``no_pivot`` uses ``MS_MOVE`` + ``chroot`` instead of ``pivot_root``.
+    ``direct``: for a caller that exits right after (the shim's helper), the
+    init is cloned from the caller itself when the config allows
+    (:func:`runtime.oci.init.fork_direct`): it is the caller's child until then.
     """
     state.check_id(container_id)
     if preserve_fds < 0:
@@ -122,20 +126,26 @@ def create(
             ctx.cmd_r = _above(cmd_r, ctx.preserve_fds, opened)
             cmd_w = _above(cmd_w, ctx.preserve_fds, opened)
         ctx.last_cap = caps.last_cap()
-        child = os.fork()
-        if child == 0:
-            init.intermediate(ctx)  # never returns
+        child = init.fork_direct(ctx) if direct and init.can_fork_direct(spec) else -1
+        direct = child > 0  # the init itself, or the intermediate (which says its pid)
+        if not direct:
+            child = os.fork()
+            if child == 0:
+                init.intermediate(ctx)  # never returns
         for fd in (sync_w, ctx.cmd_r):
             if fd >= 0:
                 os.close(fd)
                 opened.remove(fd)
+        if direct:
+            _record_pid(root, rec, child)
         try:
             error = _wait_ready(sync_r, root, rec, _Answers(spec, rec, child, cmd_w))
         except hooks.HookFailed:
             hook_failed = True
             raise
         finally:
-            _reap(child)
+            if not direct:
+                _reap(child)
         if error is not None:
             hook_failed = isinstance(error, hooks.HookFailed)
             raise error
@@ -264,10 +274,7 @@ def _wait_ready(
             msg = jsonio.loads(line)
             assert isinstance(msg, dict)  # our own children wrote it
             if msg["type"] == "pid":
-                rec.pid = int(msg["pid"])
-                seen = state.proc_stat(rec.pid)
-                rec.start_time = seen[1] if seen else 0
-                state.save(root, rec)
+                _record_pid(root, rec, int(msg["pid"]))
             elif msg["type"] == "userns":
                 answers.userns()
             elif msg["type"] == "hooks":
@@ -281,6 +288,14 @@ def _wait_ready(
                 if not (isinstance(category, type) and issubclass(category, errors.RuntimeError_)):
                     category = errors.Terminal
                 return category(f"create container {rec.id}: {msg.get('message')}")
+
+
+def _record_pid(root: str, rec: state.Record, pid: int) -> None:
+    """The init's pid and start time into state.json (so it can be found and killed)."""
+    rec.pid = pid
+    seen = state.proc_stat(pid)
+    rec.start_time = seen[1] if seen else 0
+    state.save(root, rec)
 
 
 def _reap(pid: int) -> None:

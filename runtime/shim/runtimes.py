@@ -169,6 +169,7 @@ class BuiltinRuntime(OciRuntime):
             lambda: self._lifecycle.create(
                 self.root, self.container_id, bundle,
                 stdin=stdin, stdout=stdout, stderr=stderr, pid_file=pid_file,
+                direct=True,  # the helper exits next: its init goes to the shim
             ),
         )  # fmt: skip
 
