@@ -29,7 +29,8 @@ alike), interleaved:
 
 The unpack case takes the same layer blobs from local files: pyreconcile's
 unpacker in this process (``unpack.unpack`` per layer, each into its own fresh
-directory, the lower ones as parents, as the snapshots do; no sync) against
+directory, the lower ones as parents, the next layer inflated ahead, as the
+image store does; no snapshot bookkeeping, no sync) against
 ``tar -xzf`` per layer into fresh directories (GNU tar as root keeps owners and
 modes; it does not map whiteouts, verify a diff_id or guard against hostile
 entries).
@@ -42,6 +43,8 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
+from typing import BinaryIO
 
 from bench import context, names, proc, pullimage, results
 from bench.engines import pyrec
@@ -240,24 +243,38 @@ class PyrUnpack(_UnpackBase):
         self._diff_ids = [layer.diff_id for layer in image.image.layers]
 
     def cycle(self) -> dict[str, float]:
-        from runtime.engine import unpack
+        from runtime.engine import tarstream, unpack
 
         directory = tempfile.mkdtemp(prefix="layers-", dir=self._base)
+        ahead: list[tarstream.Prefetch] = []
         try:
             lower: list[str] = []
             start = time.perf_counter()
             for index, path in enumerate(self._layers):
                 dest = os.path.join(directory, str(index))
                 os.mkdir(dest)
-                with open(path, "rb") as f:
-                    summary = unpack.unpack(f, dest, parents=lower[::-1])
+                current = ahead[-1] if ahead else None
+                if index + 1 < len(self._layers):  # as ImageStore.unpack_layers does
+                    ahead.append(tarstream.Prefetch(_opener(self._layers[index + 1])))
+                if current is None:
+                    with open(path, "rb") as f:
+                        summary = unpack.unpack(f, dest, parents=lower[::-1])
+                else:
+                    summary = unpack.unpack(current, dest, parents=lower[::-1])
+                    current.close()
                 if summary.diff_id != self._diff_ids[index]:
                     raise proc.CommandFailed(f"layer {index} unpacked to {summary.diff_id}")
                 lower.append(dest)
             took = time.perf_counter() - start
         finally:
+            for prefetch in ahead:
+                prefetch.close()
             shutil.rmtree(directory)
         return {"unpack": took}
+
+
+def _opener(path: str) -> Callable[[], BinaryIO]:
+    return lambda: open(path, "rb")  # closed by Prefetch.close
 
 
 class Tar(_UnpackBase):
