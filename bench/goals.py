@@ -101,6 +101,28 @@ GOALS: tuple[Goal, ...] = (
         peer=names.DOCKER_PULL,
         max_ratio=1.0,
     ),
+    Goal(
+        "[9] daemon: a watched file's edit applied (container replaced) within one second",
+        "daemon",
+        names.DAEMON_EDIT_CASE,
+        names.PYR_DAEMON,
+        max_value=1.0,
+    ),
+    Goal(
+        "[9] daemon: idle with 50 containers watched, under 1% of one core",
+        "daemon",
+        names.DAEMON_IDLE_CASE,
+        names.PYR_DAEMON,
+        max_value=0.01,
+    ),
+    Goal(
+        "[9] no-op re-apply of 50 through the daemon: under a tenth of docker-compose's",
+        "daemon",
+        names.DAEMON_NOOP_CASE,
+        names.PYR_DAEMON,
+        peer=names.COMPOSE,
+        max_ratio=0.1,
+    ),
 )
 
 

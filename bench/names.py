@@ -49,3 +49,11 @@ PULL_CASE = "cold pull, ready to run (download, verify, unpack)"
 FETCH_CASE = "cold download and verify only (no unpack)"
 PULL_PHASE_CASE = "engine API pull: every blob downloaded (the unpack overlaps)"
 UNPACK_CASE = "unpack the 5 layers from local gzip files"
+
+# daemon
+PYR_DAEMON = "pyreconcile daemon (watching 50)"
+PYR_DAEMON_APPLY = "pyreconcile apply through the daemon"
+DAEMON_EDIT_CASE = "file edit → the changed container replaced and running (50 watched)"
+DAEMON_REPAIR_CASE = "a killed container: exit detected → running again (self-heal)"
+DAEMON_IDLE_CASE = "idle daemon, 50 containers watched: CPU seconds per second (1 core = 1)"
+DAEMON_NOOP_CASE = "no-op re-apply of 50 through the daemon"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bench import context, results
-from bench.suites import apply, diff, memory, network, pull, start
+from bench.suites import apply, daemon, diff, memory, network, pull, start
 
 __all__ = ["SUITES"]
 
@@ -16,4 +16,5 @@ SUITES: dict[str, Callable[[context.Context], list[results.CaseResult]]] = {
     "diff": diff.run,
     "network": network.run,
     "pull": pull.run,
+    "daemon": daemon.run,
 }

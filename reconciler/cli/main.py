@@ -156,10 +156,9 @@ def apply(
     A PLAN made by `diff --out` is refused when its manifests or the host changed
     since it was made.
     """
-    _configure_logging(context.verbosity)
     with _runtime_errors():
         remote = context.api
-    if remote is not None:
+    if remote is not None:  # the daemon logs; nothing to configure here
         from reconciler.cli import remote_cmds
 
         remote_cmds.apply(
@@ -178,6 +177,7 @@ def apply(
     from reconciler import engine, execute, saved_plan
     from reconciler.plan import model
 
+    _configure_logging(context.verbosity)
     guard = None
     if plan_file:
         if files:
@@ -283,7 +283,6 @@ def diff(
     1 error (or a plan that apply would refuse), 3 with --fail-on-destructive
     when a change would lose data. With --exit-code-style diff: 0, 1 changes, 2 error.
     """
-    _configure_logging(context.verbosity)
     error_code = 1 if exit_code_style == "terraform" else 2
     try:
         remote = context.api
@@ -306,6 +305,7 @@ def diff(
     from reconciler import engine, render, saved_plan
     from reconciler.plan import model
 
+    _configure_logging(context.verbosity)
     try:
         desired = _load(files, stack)
     except SystemExit:
@@ -354,7 +354,6 @@ def delete(
     quiet: bool,
 ) -> None:
     """Remove every object of a stack (volumes are kept unless --volumes)."""
-    _configure_logging(context.verbosity)
     with _runtime_errors():
         remote = context.api
     if remote is not None:
@@ -364,6 +363,7 @@ def delete(
         return
     from reconciler import engine
 
+    _configure_logging(context.verbosity)
     if files:
         stack = _load(files, stack).stack
     if not stack:
