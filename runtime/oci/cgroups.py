@@ -38,6 +38,7 @@ __all__ = [
     "discover",
     "join_fds",
     "kill_all",
+    "oom_counter",
     "pids",
     "plan",
     "remove",
@@ -363,6 +364,19 @@ def v2_dir(cg: Cgroup) -> str | None:
     """The container's directory in the cgroup v2 tree (pure v2 or the hybrid
     ``unified`` mount), or None on a v1-only host."""
     return cg.dir_for("v2") or cg.dir_for("unified")
+
+
+def oom_counter(cg: Cgroup) -> str | None:
+    """The file whose ``oom_kill N`` line counts the container's OOM kills: v1's
+    ``memory.oom_control``, else v2's ``memory.events``; None when neither exists."""
+    memory, v2 = cg.dir_for("memory"), v2_dir(cg)
+    for candidate in (
+        os.path.join(memory, "memory.oom_control") if memory else "",
+        os.path.join(v2, "memory.events") if v2 else "",
+    ):
+        if candidate and os.path.exists(candidate):
+            return candidate
+    return None
 
 
 def join_fds(cg: Cgroup) -> list[tuple[str, int]]:

@@ -24,7 +24,19 @@ from runtime.oci import cgroups, config, hooks, init, state
 from runtime.shim import jsonio
 from runtime.sys import caps
 
-__all__ = ["create"]
+__all__ = ["Created", "create", "create_container"]
+
+
+class Created:
+    """What :func:`create_container` made: the init's pid, the config it read
+    and the cgroup it made (for a caller that wants more than the pid)."""
+
+    __slots__ = ("cgroup", "pid", "spec")
+
+    def __init__(self, pid: int, spec: config.Spec, cgroup: cgroups.Cgroup) -> None:
+        self.pid = pid
+        self.spec = spec
+        self.cgroup = cgroup
 
 
 def create(
@@ -41,7 +53,30 @@ def create(
     no_pivot: bool = False,
     direct: bool = False,
 ) -> int:
-    """Create the container from ``bundle/config.json``; return the init's pid.
+    """Create the container from ``bundle/config.json``; return the init's pid
+    (see :func:`create_container`)."""
+    return create_container(
+        root, container_id, bundle, stdin=stdin, stdout=stdout, stderr=stderr,
+        pid_file=pid_file, preserve_fds=preserve_fds, console_socket=console_socket,
+        no_pivot=no_pivot, direct=direct,
+    ).pid  # fmt: skip
+
+
+def create_container(
+    root: str,
+    container_id: str,
+    bundle: str,
+    *,
+    stdin: int | None = None,
+    stdout: int | None = None,
+    stderr: int | None = None,
+    pid_file: str | None = None,
+    preserve_fds: int = 0,
+    console_socket: str | None = None,
+    no_pivot: bool = False,
+    direct: bool = False,
+) -> Created:
+    """Create the container from ``bundle/config.json``.
 
     The init is set up (namespaces, cgroup, rootfs, mounts, pivot_root,
     hostname …) and blocks until :func:`runtime.oci.start.start`. ``stdin``,
@@ -151,7 +186,7 @@ def create(
             raise error
         if pid_file:
             _write_pid_file(pid_file, rec.pid)
-        return rec.pid
+        return Created(rec.pid, spec, cg)
     except BaseException as exc:
         _undo(root, rec, exc)
         if hook_failed and "poststop" in spec.hooks:

@@ -334,6 +334,7 @@ def _serve(opts: Options, sync: _Sync) -> int:
             log_max_size=opts.log_max_size, log_max_files=opts.log_max_files,
             on_final=on_final, restart_count=opts.restart_count,
         )  # fmt: skip
+        sup.begin()  # the container is created (in a helper) while the shim sets up
         ev_loop.on_signal(signals.SIGCHLD, sup.reap)
         for signum in (signals.SIGTERM, signals.SIGINT, signals.SIGHUP):
             ev_loop.on_signal(signum, _log_ignored(events, signals.name(signum)))

@@ -52,10 +52,31 @@ class OciRuntime:
     def __init__(self, root: str, container_id: str) -> None:
         self.root = root
         self.container_id = container_id
+        #: what the last create learned besides the pid (the builtin runtime's helper
+        #: reads the config anyway): ``shares_host_pid`` (bool: no pid namespace of
+        #: its own) and ``oom_counter`` (the file with its ``oom_kill`` count, or None)
+        self.facts: dict[str, object] = {}
 
     def create(self, bundle: str, pid_file: str, stdin: int, stdout: int, stderr: int) -> int:
         """Create the container (init waits for ``start``); return the init's pid."""
         raise NotImplementedError
+
+    def create_async(
+        self, bundle: str, pid_file: str, stdin: int, stdout: int, stderr: int
+    ) -> Callable[[], int]:
+        """Begin :meth:`create`; calling the result finishes it (the pid, or the
+        error raised). The caller may close its copies of the stdio fds as soon as
+        this returns. Here it all happens at once; the builtin runtime overlaps."""
+        try:
+            pid = self.create(bundle, pid_file, stdin, stdout, stderr)
+        except BaseException as exc:
+            error = exc
+
+            def failed() -> int:
+                raise error
+
+            return failed
+        return lambda: pid
 
     def start(self) -> None:
         raise NotImplementedError
@@ -95,7 +116,11 @@ class BuiltinRuntime(OciRuntime):
     shim (a child subreaper) — the same parent as when the shim forks it
     itself. The helper reports the pid or the error through a pipe, framed by
     a newline: the new process holds a copy of the pipe until it execs, so
-    the shim reads after reaping the helper, never to EOF.
+    the shim reads after reaping the helper, never to EOF. ``create_async``
+    returns once the helper is forked, so the shim sets itself up (socket,
+    signal handlers …) while the container is being created; the helper
+    reports what it read in the config that the shim needs too (:attr:`facts`),
+    so the shim never parses config.json itself.
     """
 
     name = "builtin"
@@ -119,8 +144,10 @@ class BuiltinRuntime(OciRuntime):
                 f"builtin runtime {verb} {self.container_id}: {type(exc).__name__}: {exc}"
             ) from exc
 
-    def _in_helper(self, verb: str, call: Callable[[], object]) -> int:
-        """``call()`` (which returns a pid) in a forked helper; its pid or its error here."""
+    def _in_helper(self, verb: str, call: Callable[[], dict[str, object]]) -> Callable[[], int]:
+        """Run ``call()`` in a forked helper, now; the result waits for it and
+        returns the ``pid`` of its reply (its other keys go to :attr:`facts`) or
+        raises its error. Between the two the caller may go on with its own work."""
         read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
         helper = os.fork()
         if helper == 0:  # the helper: no logging, report through the pipe and _exit
@@ -128,7 +155,7 @@ class BuiltinRuntime(OciRuntime):
             try:
                 os.close(read_fd)
                 with self._mapped(verb):
-                    message = {"pid": int(call())}  # type: ignore[call-overload]
+                    message = call()
             except errors.RuntimeError_ as exc:
                 message = {"category": type(exc).__name__, "message": str(exc)}
             except BaseException as exc:
@@ -138,40 +165,59 @@ class BuiltinRuntime(OciRuntime):
             finally:
                 os._exit(0)
         os.close(write_fd)
-        try:
-            os.waitpid(helper, 0)
-            os.set_blocking(read_fd, False)
+
+        def finish() -> int:
             try:
-                data = os.read(read_fd, 65536)
-            except BlockingIOError:
-                data = b""
-        finally:
-            os.close(read_fd)
-        try:
-            reply = jsonio.loads(data.split(b"\n", 1)[0])
-        except ValueError:
-            reply = None
-        if not isinstance(reply, dict):
-            raise errors.Terminal(
-                f"builtin runtime {verb} {self.container_id}: its helper died without a word"
-            )
-        pid = reply.get("pid")
-        if isinstance(pid, int):
-            return pid
-        category = getattr(errors, str(reply.get("category")), None)
-        if not (isinstance(category, type) and issubclass(category, errors.RuntimeError_)):
-            category = errors.Terminal
-        raise category(str(reply.get("message")))
+                os.waitpid(helper, 0)
+                os.set_blocking(read_fd, False)
+                try:
+                    data = os.read(read_fd, 65536)
+                except BlockingIOError:
+                    data = b""
+            finally:
+                os.close(read_fd)
+            try:
+                reply = jsonio.loads(data.split(b"\n", 1)[0])
+            except ValueError:
+                reply = None
+            if not isinstance(reply, dict):
+                raise errors.Terminal(
+                    f"builtin runtime {verb} {self.container_id}: its helper died without a word"
+                )
+            pid = reply.pop("pid", None)
+            if isinstance(pid, int):
+                self.facts = reply
+                return pid
+            category = getattr(errors, str(reply.get("category")), None)
+            if not (isinstance(category, type) and issubclass(category, errors.RuntimeError_)):
+                category = errors.Terminal
+            raise category(str(reply.get("message")))
+
+        return finish
 
     def create(self, bundle: str, pid_file: str, stdin: int, stdout: int, stderr: int) -> int:
-        return self._in_helper(
-            "create",
-            lambda: self._lifecycle.create(
+        return self.create_async(bundle, pid_file, stdin, stdout, stderr)()
+
+    def create_async(
+        self, bundle: str, pid_file: str, stdin: int, stdout: int, stderr: int
+    ) -> Callable[[], int]:
+        def call() -> dict[str, object]:
+            from runtime.oci import cgroups
+            from runtime.oci import create as oci_create
+
+            made = oci_create.create_container(
                 self.root, self.container_id, bundle,
                 stdin=stdin, stdout=stdout, stderr=stderr, pid_file=pid_file,
                 direct=True,  # the helper exits next: its init goes to the shim
-            ),
-        )  # fmt: skip
+            )  # fmt: skip
+            namespaces = made.spec.namespaces
+            return {
+                "pid": made.pid,
+                "shares_host_pid": "pid" not in namespaces or namespaces["pid"] is not None,
+                "oom_counter": cgroups.oom_counter(made.cgroup),
+            }
+
+        return self._in_helper("create", call)
 
     def start(self) -> None:
         with self._mapped("start"):
@@ -204,12 +250,14 @@ class BuiltinRuntime(OciRuntime):
             )
         return self._in_helper(
             "exec",
-            lambda: exec_process(
-                self.root, self.container_id, process,
-                stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
-                console_socket=console_socket, pid_file=pid_file,
-            ),
-        )  # fmt: skip
+            lambda: {
+                "pid": exec_process(
+                    self.root, self.container_id, process,
+                    stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
+                    console_socket=console_socket, pid_file=pid_file,
+                )
+            },
+        )()  # fmt: skip
 
 
 class ExternalRuntime(OciRuntime):

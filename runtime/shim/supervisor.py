@@ -123,7 +123,8 @@ class Supervisor:
         self._restart_timer: Timer | None = None
         self._stop_timer: Timer | None = None
         self._waiters: list[tuple[str, Reply, Timer | None]] = []
-        self.host_pid = _shares_host_pid(bundle)
+        self._host_pid: bool | None = None  # from the runtime's facts, or read when needed
+        self._pending: tuple[int, int, Callable[[], int], float] | None = None
         #: called with each batch of log records as the shim writes them (live ``logs``)
         self.log_listeners: list[Callable[[bytes], None]] = []
         self.execs: Execs | None = None  # made at the first exec (its module loaded then)
@@ -136,7 +137,20 @@ class Supervisor:
     def restart_count(self) -> int:
         return self.restart_base + self.restarts
 
+    @property
+    def host_pid(self) -> bool:
+        """Whether the container has no pid namespace of its own (or joins another's):
+        then it does not die with its init (see the module docstring)."""
+        if self._host_pid is None:
+            self._host_pid = _shares_host_pid(self.bundle)
+        return self._host_pid
+
     # runs ------------------------------------------------------------------
+
+    def begin(self) -> None:
+        """Begin the first run's create now; :meth:`boot` finishes it. The shim
+        sets itself up meanwhile (the builtin runtime creates in a helper)."""
+        self._pending = self._create_begin()
 
     def boot(self) -> int:
         """Open the log and do the first run; raise the runtime's error if it fails."""
@@ -144,17 +158,20 @@ class Supervisor:
             self.log_path, self.log_max_size, self.log_max_files,
             on_records=self._on_log_records, on_error=self._on_log_error,
         )  # fmt: skip
-        self._start_run()
+        pending, self._pending = self._pending, None
+        self._start_run(pending)
         assert self.init_pid is not None
         return self.init_pid
 
-    def _start_run(self) -> None:
+    def _create_begin(self) -> tuple[int, int, Callable[[], int], float]:
+        """Fresh stdio for a run and the runtime's create under way: (stdout's and
+        stderr's read ends, what finishes the create, when it began)."""
+        begun = time.monotonic()
         stdin = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        begun = time.monotonic()
         try:
-            pid = self.runtime.create(
+            finish = self.runtime.create_async(
                 self.bundle, statedir.path(self.bundle, statedir.INIT_PID), stdin, out_w, err_w
             )
         except BaseException:
@@ -164,6 +181,16 @@ class Supervisor:
         finally:
             for fd in (stdin, out_w, err_w):
                 os.close(fd)
+        return out_r, err_r, finish, begun
+
+    def _start_run(self, pending: tuple[int, int, Callable[[], int], float] | None = None) -> None:
+        out_r, err_r, finish, begun = pending or self._create_begin()
+        try:
+            pid = finish()
+        except BaseException:
+            os.close(out_r)
+            os.close(err_r)
+            raise
         self.init_pid = pid
         self.status = CREATED
         for fd, stream in ((out_r, "stdout"), (err_r, "stderr")):
@@ -176,7 +203,13 @@ class Supervisor:
                 f"container {self.container_id}: init pid {pid} is not a child of the shim; "
                 "the runtime must let it reparent to the shim (a child subreaper)"
             )
-        self._oom_path = cgroups.oom_counter_path(pid)
+        facts = self.runtime.facts
+        if "shares_host_pid" in facts:
+            self._host_pid = bool(facts["shares_host_pid"])
+        counter = facts.get("oom_counter", False)
+        self._oom_path = counter if isinstance(counter, str) or counter is None else None
+        if counter is False:  # not told: find it through /proc
+            self._oom_path = cgroups.oom_counter_path(pid)
         self._oom_base = cgroups.read_oom_kills(self._oom_path)
         created = time.monotonic()
         try:
@@ -226,7 +259,18 @@ class Supervisor:
         self._close_pipes(read_rest=True)
 
     def abort(self) -> None:
-        """Boot failed: close the log and the pipes; the caller removes the files."""
+        """Boot failed: close the log and the pipes; the caller removes the files.
+        A create begun and not finished is waited for first (so that the caller's
+        delete finds whatever it made)."""
+        if self._pending is not None:
+            out_r, err_r, finish, _ = self._pending
+            self._pending = None
+            try:
+                finish()
+            except BaseException:
+                pass
+            os.close(out_r)
+            os.close(err_r)
         self._close_pipes(read_rest=False)
         if self._writer is not None:
             self._writer.close()
