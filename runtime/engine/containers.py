@@ -11,7 +11,8 @@ down, is seen as it is.
 Order of creation and removal, so that the restore scan
 (:mod:`runtime.engine.restore`) may delete what has no row: the row comes
 first and goes last (create: row, snapshot, directory; remove: bundle,
-snapshot, directory, row).
+directory, snapshot, row). The two rows are written in one transaction
+each way: one commit, so one fsync of the database, instead of two.
 
 Start, stop, restart and remove hold the container's lock (a flock shared by
 every pyreconcile process), so two processes never mount a rootfs or spawn a
@@ -131,18 +132,16 @@ class Containers:
             oci_runtime=config.oci_runtime,
             created_at=time.time(),
         )
-        try:
-            self._store.insert_container(row)
-        except errors.AlreadyExists:
-            raise errors.AlreadyExists(f"container {config.name!r} already exists") from None
-        try:  # after the row: a snapshot without one is garbage (the restore scan)
-            self._snapshots.prepare(key, self._images.top_snapshot(image))
-        except BaseException as exc:
+        top = self._images.top_snapshot(image)
+        # the row, then the snapshot (a snapshot without a row is garbage: the restore
+        # scan), in one transaction: one commit (one fsync) for both, and a snapshot
+        # that cannot be made takes the row back with it
+        with self._store.transaction(f"create container {config.name}"):
             try:
-                self._store.delete_container(container_id)
-            except errors.RuntimeError_ as cleanup:
-                exc.add_note(f"removing its record failed too: {cleanup}")
-            raise
+                self._store.insert_container(row)
+            except errors.AlreadyExists:
+                raise errors.AlreadyExists(f"container {config.name!r} already exists") from None
+            self._snapshots.prepare(key, top)
         with errors.map_os_errors(f"create {self._layout.container_dir(container_id)}"):
             os.makedirs(self._layout.container_dir(container_id), mode=0o710, exist_ok=True)
         return self._info(row)
@@ -359,16 +358,18 @@ class Containers:
             self.tasks.clean_up(row)
             # never through a mount (a subPath of a volume, the rootfs): refused instead
             volume_fs.remove_tree(shim_dir)
-            if row.snapshot_key:
-                try:
-                    self._snapshots.remove(row.snapshot_key)
-                except errors.NotFound:
-                    pass
             directory = self._layout.container_dir(row.id)
             if os.path.lexists(directory):
                 with errors.map_os_errors(f"remove {directory}"):
                     shutil.rmtree(directory)
-            self._store.delete_container(row.id)
+            # the snapshot's row and the container's in one commit (one fsync)
+            with self._store.transaction(f"remove container {row.name}"):
+                if row.snapshot_key:
+                    try:
+                        self._snapshots.remove(row.snapshot_key)
+                    except errors.NotFound:
+                        pass
+                self._store.delete_container(row.id)
             self.locks.forget(row.id)
 
     # -- in place ---------------------------------------------------------------

@@ -251,8 +251,7 @@ def clean_up_bundle(shim_dir: str, oci_root: str, container_id: str) -> None:
         except errors.NotFound:
             pass
     volume_fs.release_staging(shim_dir)  # subPath mounts (issue 7)
-    if mounts.is_mounted(rootfs):
-        mounts.unmount(rootfs)
+    mounts.unmount(rootfs)  # nothing mounted is fine (no mountinfo to read first)
 
 
 def from_row(row: metadata.ContainerRow) -> client.ContainerInfo:

@@ -255,7 +255,7 @@ def _linux(linux: dict[str, object], spec: Spec) -> None:
     if linux.get("seccomp") is not None:
         from runtime.oci import seccomp
 
-        spec.seccomp = seccomp.parse(linux.get("seccomp"))
+        spec.seccomp = seccomp.parse_cached(linux.get("seccomp"))
     if linux.get("personality") is not None:
         spec.personality = _personality(linux.get("personality"))
     for key in ("intelRdt", "mountLabel"):

@@ -14,11 +14,12 @@ program is most of the cost of a large profile (~10 ms for Docker's on three
 x86 ABIs), so it is done once and kept in ``<runtime root>/@seccomp/`` under
 the SHA-256 of the profile, libseccomp's version and the architecture — the
 next container with the same profile loads it in microseconds. A process
-also keeps the programs it made or read in memory (:func:`warm`): the shims'
-fork server makes Docker's default profile's once, and every shim forked
-from it finds it there, without hashing the profile or reading a file (the
-``hashlib`` import alone, which loads OpenSSL, cost ~3 ms per create in a
-freshly forked helper). Rules whose
+also keeps the profiles it parsed and the programs it made or read in
+memory (:func:`parse_cached`, :func:`warm`): the shims' fork server does
+Docker's default profile once, and every shim forked from it finds both
+there, without parsing, hashing or reading a file (parsing its ~300 rules
+took ~1 ms and the ``hashlib`` import alone, which loads OpenSSL, ~3 ms per
+create in a freshly forked helper). Rules whose
 action equals the default action are dropped (libseccomp refuses them).
 When the same argument index appears twice in one rule, the comparisons
 become separate rules (libseccomp cannot AND two comparisons of one
@@ -48,6 +49,7 @@ __all__ = [
     "compile_filter",
     "default_profile",
     "parse",
+    "parse_cached",
     "program_for",
     "warm",
 ]
@@ -103,7 +105,8 @@ class Profile:
         self.listener_path = ""
         self.listener_metadata = ""
         self.rules: list[Rule] = []
-        self.raw: object = None  # the section as given (the cache key hashes it)
+        self.raw: object = None  # the section as given
+        self.key = ""  # its canonical JSON (sorted keys): the caches' key
 
     @property
     def needs_listener(self) -> bool:
@@ -128,6 +131,30 @@ def _errno(obj: dict[str, object], key: str, where: str) -> int | None:
     if not 0 <= n <= 0xFFFF:
         raise errors.InvalidSpec(f"config.json: {where}.{key} must be within 0..65535")
     return n
+
+
+#: Profiles this process parsed, by canonical JSON (shared: read them, never change them).
+_PARSED: dict[str, Profile] = {}
+
+
+def parse_cached(value: object) -> Profile:
+    """:func:`parse`, answered from this process's memory when the same section
+    (same canonical JSON) was parsed before — what the fork server did for
+    Docker's default profile (:func:`warm`), which is ~300 rules: ~1 ms of
+    parsing in every freshly forked helper otherwise. Same content, same
+    verdict: an invalid section is never kept, so it fails every time."""
+    from runtime.shim import jsonio
+
+    try:
+        key = jsonio.dumps(value, sort_keys=True)
+    except (TypeError, ValueError):
+        return parse(value)  # not JSON data: let parse say what is wrong
+    prof = _PARSED.get(key)
+    if prof is None:
+        prof = parse(value)
+        prof.key = key
+        _PARSED[key] = prof
+    return prof
 
 
 def parse(value: object) -> Profile:
@@ -254,7 +281,8 @@ def program_for(prof: Profile, cache_dir: str | None) -> tuple[bytes, int]:
         flags |= scmp.FILTER_FLAG_NEW_LISTENER
     from runtime.shim import jsonio
 
-    key = jsonio.dumps([prof.raw, scmp.version(), os.uname().machine], sort_keys=True)
+    version = ".".join(str(n) for n in scmp.version())
+    key = f"{version}|{os.uname().machine}|{prof.key or jsonio.dumps(prof.raw, sort_keys=True)}"
     program = _PROGRAMS.get(key)
     if program is not None:
         return program, flags
@@ -290,7 +318,7 @@ def program_for(prof: Profile, cache_dir: str | None) -> tuple[bytes, int]:
 def warm(capabilities: tuple[str, ...] = DOCKER_CAPABILITIES) -> None:
     """Make the default profile's program for ``capabilities`` now and keep it in
     memory, so that processes forked from this one find it (the shims' fork server)."""
-    program_for(parse(default_profile(capabilities)), None)
+    program_for(parse_cached(default_profile(capabilities)), None)
 
 
 def _sha256(data: bytes) -> str:

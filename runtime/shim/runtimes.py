@@ -205,9 +205,8 @@ class BuiltinRuntime(OciRuntime):
             from runtime.oci import cgroups
             from runtime.oci import create as oci_create
 
-            made = oci_create.create_container(
-                self.root, self.container_id, bundle,
-                stdin=stdin, stdout=stdout, stderr=stderr, pid_file=pid_file,
+            made = oci_create.create_container(  # no pid file: the pid comes back here
+                self.root, self.container_id, bundle, stdin=stdin, stdout=stdout, stderr=stderr,
                 direct=True,  # the helper exits next: its init goes to the shim
             )  # fmt: skip
             namespaces = made.spec.namespaces

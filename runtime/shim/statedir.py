@@ -7,7 +7,8 @@
                             for its whole life, so "locked" means "a shim is alive"
                             (no pid-reuse guessing) and a second shim is refused
     shim.sock               the control socket (runtime.shim.protocol)
-    init.pid                the container's init pid, written by the OCI runtime
+    init.pid                the container's init pid, written by an external OCI
+                            runtime (its --pid-file; the builtin one returns the pid)
     options.json            how the shim runs the container: runtime binary and
                             root, log path (read back by runtime.shim.restore to
                             clean up after a lost shim, like containerd's options.json)

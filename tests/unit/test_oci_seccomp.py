@@ -179,7 +179,25 @@ def test_a_warmed_program_is_found_in_memory_without_a_compile(
 
     monkeypatch.setattr(seccomp, "compile_filter", refuse)
     monkeypatch.setattr(seccomp, "_sha256", refuse)
-    prof = seccomp.parse(bundle.seccomp_profile(bundle.DEFAULT_CAPABILITIES))
+    monkeypatch.setattr(seccomp, "_rule", refuse)  # not parsed again either
+    raw = json.loads(json.dumps(bundle.seccomp_profile(bundle.DEFAULT_CAPABILITIES)))
+    prof = seccomp.parse_cached(raw)  # what config.json's section is parsed with
     program, flags = seccomp.program_for(prof, "/nonexistent/never-read")
     assert program and len(program) % 8 == 0 and flags == 0
     seccomp._PROGRAMS.clear()
+    seccomp._PARSED.clear()
+
+
+def test_a_cached_parse_is_the_same_verdict() -> None:
+    bad = {"defaultAction": "SCMP_ACT_NOPE"}
+    for _ in range(2):  # an invalid section is never kept: it fails every time
+        with pytest.raises(errors.InvalidSpec, match="SCMP_ACT_NOPE"):
+            seccomp.parse_cached(bad)
+    good = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO"}],
+    }
+    first = seccomp.parse_cached(good)
+    assert seccomp.parse_cached(json.loads(json.dumps(good))) is first
+    assert [r.names for r in first.rules] == [["getcwd"]]
+    seccomp._PARSED.clear()
