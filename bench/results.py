@@ -82,6 +82,8 @@ class Document:
     cases: list[CaseResult] = dataclasses.field(default_factory=list)
     leaks: list[str] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
+    # suite -> the run its cases come from, for documents made by ``merge``
+    origins: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         cases = []
@@ -120,6 +122,7 @@ class Document:
             "cases": cases,
             "leaks": self.leaks,
             "notes": self.notes,
+            **({"origins": self.origins} if self.origins else {}),
         }
 
     @classmethod
@@ -160,6 +163,7 @@ class Document:
             cases=cases,
             leaks=list(data.get("leaks", [])),
             notes=list(data.get("notes", [])),
+            origins=dict(data.get("origins", {})),
         )
 
 
@@ -192,23 +196,32 @@ def merge(previous: Document, current: Document) -> Document:
     """``current`` with the cases of ``previous``'s other suites kept (``run --merge``).
 
     The suites ``current`` ran replace theirs in ``previous``; every other
-    suite keeps its cases, and the notes say which run each suite comes from
-    (``previous``'s notes are kept, marked as that run's). Host, peers, times
-    and leaks are ``current``'s.
+    suite keeps its cases and the run it came from (``origins``, also said in
+    the first note). ``previous``'s own notes are kept, marked with its run.
+    Host, peers, times and leaks are ``current``'s.
     """
     kept = [s for s in previous.suites if s not in current.suites]
     if not kept:
         return current
-    merged = dataclasses.replace(
+    earlier = _provenance(previous)
+    origins = {s: previous.origins.get(s) or earlier for s in kept}
+    origins.update({s: _provenance(current) for s in current.suites})
+    by_origin: dict[str, list[str]] = {}
+    for suite, origin in origins.items():
+        by_origin.setdefault(origin, []).append(suite)
+    summary = "; ".join(f"{', '.join(names)} from {origin}" for origin, names in by_origin.items())
+    old_notes = [n for n in previous.notes if _MERGED not in n]
+    return dataclasses.replace(
         current,
         suites=kept + list(current.suites),
         cases=[c for c in previous.cases if c.suite in kept] + list(current.cases),
+        origins=origins,
+        notes=[
+            f"{_MERGED} {summary}",
+            *current.notes,
+            *(n if n.startswith("(from ") else f"(from {earlier}) {n}" for n in old_notes),
+        ],
     )
-    earlier = _provenance(previous)
-    merged.notes = [
-        f"merged results: {', '.join(kept)} from {earlier}; "
-        f"{', '.join(current.suites)} from {_provenance(current)}",
-        *current.notes,
-        *(n if n.startswith("(from ") else f"(from {earlier}) {n}" for n in previous.notes),
-    ]
-    return merged
+
+
+_MERGED = "merged results:"

@@ -29,8 +29,8 @@ alike), interleaved:
 
 The unpack case takes the same layer blobs from local files: pyreconcile's
 unpacker in this process (``unpack.unpack`` per layer, each into its own fresh
-directory, the lower ones as parents, the next layer inflated ahead, as the
-image store does; no snapshot bookkeeping, no sync) against
+directory, the lower ones as parents, each layer inflated on a thread and the
+next one ahead, as the image store does; no snapshot bookkeeping, no sync) against
 ``tar -xzf`` per layer into fresh directories (GNU tar as root keeps owners and
 modes; it does not map whiteouts, verify a diff_id or guard against hostile
 entries).
@@ -253,15 +253,13 @@ class PyrUnpack(_UnpackBase):
             for index, path in enumerate(self._layers):
                 dest = os.path.join(directory, str(index))
                 os.mkdir(dest)
-                current = ahead[-1] if ahead else None
+                if not ahead:
+                    ahead.append(tarstream.Prefetch(_opener(path)))
+                current = ahead[-1]
                 if index + 1 < len(self._layers):  # as ImageStore.unpack_layers does
                     ahead.append(tarstream.Prefetch(_opener(self._layers[index + 1])))
-                if current is None:
-                    with open(path, "rb") as f:
-                        summary = unpack.unpack(f, dest, parents=lower[::-1])
-                else:
-                    summary = unpack.unpack(current, dest, parents=lower[::-1])
-                    current.close()
+                summary = unpack.unpack(current, dest, parents=lower[::-1])
+                current.close()
                 if summary.diff_id != self._diff_ids[index]:
                     raise proc.CommandFailed(f"layer {index} unpacked to {summary.diff_id}")
                 lower.append(dest)

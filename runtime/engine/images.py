@@ -287,10 +287,11 @@ class ImageStore:
     ) -> str | None:
         """Make sure every (blob, diff_id) layer has its committed snapshot; the top key.
 
-        Layers are unpacked bottom first (each needs its parent committed); while
-        one is unpacked, the next one is decompressed and hashed ahead on a
-        thread (``tarstream.Prefetch``), so inflating a layer of large files
-        overlaps creating the many small files of the one below it.
+        Layers are unpacked bottom first (each needs its parent committed). Each
+        is inflated and hashed on a thread of its own (``tarstream.Prefetch``),
+        which starts while the layer below it is unpacked: inflating overlaps
+        parsing and writing, and a layer of large files is inflated ahead while
+        the many small files of the one below it are created.
         """
         parent: str | None = None
         todo: list[tuple[str, str, str, str | None]] = []
@@ -302,21 +303,22 @@ class ImageStore:
         ahead: tarstream.Prefetch | None = None
         try:
             for index, (blob, diff_id, chain, below) in enumerate(todo):
-                current, ahead = ahead, None
+                current, ahead = ahead or self._prefetch(blob), None
                 if index + 1 < len(todo):
-                    following = todo[index + 1][0]
-                    ahead = tarstream.Prefetch(functools.partial(self._content.open, following))
+                    ahead = self._prefetch(todo[index + 1][0])
                 if on_unpack is not None:
                     on_unpack(blob)
                 try:
                     self._apply_layer(blob, diff_id, chain, below, current)
                 finally:
-                    if current is not None:
-                        current.close()
+                    current.close()
         finally:
             if ahead is not None:
                 ahead.close()
         return parent
+
+    def _prefetch(self, blob: str) -> tarstream.Prefetch:
+        return tarstream.Prefetch(functools.partial(self._content.open, blob))
 
     def _apply_layer(
         self,

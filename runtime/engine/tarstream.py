@@ -178,14 +178,14 @@ class HashingReader(io.RawIOBase):
         *,
         compressed: _Counting | None = None,
         limits: Limits | None = None,
-        prehashed: tuple[Any, int] | None = None,
+        hashed_by_source: Any = None,
     ) -> None:
         self._inner, self._max, self._what = inner, max_bytes, what
         self._compressed = compressed
         self._limits = limits or Limits()
-        # (a sha256 of the first N bytes of ``inner``, N): hashed ahead by a ``Prefetch``
-        self.hash: Any
-        self.hash, self._prehashed = prehashed or (hashlib.sha256(), 0)
+        # a ``Prefetch`` hashes what it inflates, on its thread: its sha256 is then ours
+        self._hash_here = hashed_by_source is None
+        self.hash: Any = hashlib.sha256() if hashed_by_source is None else hashed_by_source
         self.size = 0
 
     def readable(self) -> bool:
@@ -216,11 +216,8 @@ class HashingReader(io.RawIOBase):
                 f"compressed size past {self._limits.ratio_floor} bytes: refusing a "
                 "decompression bomb (raise the unpack limits if the image is legitimate)"
             )
-        start = self.size - len(data)
-        if start >= self._prehashed:
+        if self._hash_here:
             self.hash.update(data)
-        elif self.size > self._prehashed:
-            self.hash.update(memoryview(data)[self._prehashed - start :])
         buffer[: len(data)] = data
         return len(data)
 
@@ -248,93 +245,102 @@ class BoundedTarInfo(tarfile.TarInfo):
 
 
 class Prefetch:
-    """A layer decompressed and hashed ahead, on a thread, while the layer below it is
-    being unpacked; ``iter_members`` (``unpack.unpack``) takes it in place of a stream.
+    """A layer's stream decompressed and hashed on a thread of its own, at most
+    ``max_bytes`` ahead of its reader; ``iter_members`` (``unpack.unpack``) takes it
+    in place of a stream.
 
     An unpack is bound by creating files (kernel time) for layers of many small
-    files and by inflating and hashing (zlib and sha256 release the GIL) for
-    layers of large ones; a pull unpacks its layers one after the other, so
-    inflating the next layer during the current one uses the second CPU. At
-    most ``max_bytes`` decompressed bytes are held; the rest is read when the
-    layer is unpacked. Nothing is checked ahead: the limits, the diff_id and
-    every tar rule apply when the layer is read, as for any stream, and an
-    error met ahead (corrupt data) is raised at the same point of the stream.
-    ``close`` stops the thread and closes the stream (call it in any case).
+    files, and by inflating and hashing for layers of large ones; zlib, zstd
+    and sha256 release the GIL, so on this thread they overlap the tar parsing
+    and the file writes of the unpacking thread. A pull starts the next layer's
+    ``Prefetch`` while one layer is unpacked, so that layer is inflated ahead.
+    Nothing is checked here: the limits, the diff_id and every tar rule apply
+    when the layer is read, as for any stream (the ratio cap then counts the
+    compressed bytes read ahead too, so it trips at most ``max_bytes`` late). An
+    error met here (corrupt data) is raised to the reader at the same point of
+    the stream. ``close`` stops the thread and closes the stream: call it in
+    any case.
     """
 
     def __init__(self, open_raw: Callable[[], Readable], max_bytes: int = PREFETCH_BYTES) -> None:
         self._open_raw = open_raw
-        self._max = max_bytes
+        self._max = max(max_bytes, 1)
         self._raw: Readable | None = None
-        self.compressed: _Counting | None = None
-        self.decompressed: Readable | None = None
-        self.chunks: list[bytes] = []
-        self.hash = hashlib.sha256()
-        self.size = 0
+        self.compressed = _Counting(io.BytesIO())  # its stream is set by the thread
+        self.hash = hashlib.sha256()  # of everything inflated so far (all of it at EOF)
         self.error: BaseException | None = None
-        self._stop = threading.Event()
+        self._cond = threading.Condition()
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._buffered = 0
+        self._done = False
+        self._closed = False
         self._thread = threading.Thread(target=self._run, name="layer-prefetch", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         try:
             self._raw = self._open_raw()
-            self.compressed = _Counting(self._raw)
-            self.decompressed = open_decompressed(self.compressed)
-            while self.size < self._max and not self._stop.is_set():
-                chunk = self.decompressed.read(CHUNK)
+            self.compressed._inner = self._raw
+            decompressed = open_decompressed(self.compressed)
+            while True:
+                with self._cond:
+                    while self._buffered >= self._max and not self._closed:
+                        self._cond.wait()
+                    if self._closed:
+                        return
+                chunk = decompressed.read(STREAM_BUFFER)
                 if not chunk:
-                    break
+                    return
                 self.hash.update(chunk)
-                self.chunks.append(chunk)
-                self.size += len(chunk)
+                with self._cond:
+                    self._chunks.append(chunk)
+                    self._buffered += len(chunk)
+                    self._cond.notify_all()
         except BaseException as exc:  # raised to the reader at this point of the stream
             self.error = exc
+        finally:
+            with self._cond:
+                self._done = True
+                self._cond.notify_all()
 
-    def wait(self) -> None:
-        self._thread.join()
+    def read(self, size: int = -1, /) -> bytes:
+        """The next decompressed bytes (at most ``size``), waiting for the thread."""
+        with self._cond:
+            while not self._chunks and not self._done:
+                self._cond.wait()
+            if not self._chunks:
+                if self.error is not None:
+                    raise self.error
+                return b""
+            chunk = self._chunks.popleft()
+            if 0 <= size < len(chunk):
+                self._chunks.appendleft(chunk[size:])
+                chunk = chunk[:size]
+            self._buffered -= len(chunk)
+            self._cond.notify_all()
+            return chunk
 
     def close(self) -> None:
-        self._stop.set()
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
         self._thread.join()
         close = getattr(self._raw, "close", None)
         if close is not None:
             close()
 
 
-class _Replay:
-    """A ``Prefetch``'s chunks, then its error or the rest of its stream."""
-
-    def __init__(self, prefetch: Prefetch) -> None:
-        self._chunks = collections.deque(prefetch.chunks)
-        prefetch.chunks = []
-        self._prefetch = prefetch
-
-    def read(self, size: int = -1, /) -> bytes:
-        if self._chunks:
-            chunk = self._chunks.popleft()
-            if 0 <= size < len(chunk):
-                self._chunks.appendleft(chunk[size:])
-                chunk = chunk[:size]
-            return chunk
-        if self._prefetch.error is not None:
-            raise self._prefetch.error
-        assert self._prefetch.decompressed is not None
-        return self._prefetch.decompressed.read(size)
-
-
 def iter_members(
     stream: Readable | Prefetch, limits: Limits, what: str
 ) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo, HashingReader]]:
-    """Decompress, hash and parse ``stream`` (or what a ``Prefetch`` read ahead, then
-    the rest of it); yields each member (read its data before the next one). When
+    """Decompress, hash and parse ``stream`` (or a ``Prefetch``'s, inflated and hashed
+    on its thread); yields each member (read its data before the next one). When
     the loop ends the stream has been read to EOF."""
     if isinstance(stream, Prefetch):
-        stream.wait()
-        compressed = stream.compressed or _Counting(io.BytesIO())
+        compressed = stream.compressed
         reader = HashingReader(
-            _Replay(stream), limits.max_bytes, what, compressed=compressed, limits=limits,
-            prehashed=(stream.hash, stream.size),
+            stream, limits.max_bytes, what, compressed=compressed, limits=limits,
+            hashed_by_source=stream.hash,
         )  # fmt: skip
     else:
         compressed = _Counting(stream)

@@ -125,10 +125,20 @@ class _Applier:
         self._retired: list[int] = []
         self._creator: dict[int, tuple[int, int]] = {}  # cached dir fd -> a new file's owner
         self._umask = _umask()
+        # Names are looked up (``lstat``) only where something may exist: a lookup of an
+        # absent name waits for the directory's lock while the writer creates files in
+        # it. ``_fresh``: directories (symlink-free paths) that were empty when this
+        # unpack began or made them; ``_made``: every name this unpack made in them.
+        # A name missing from ``_made`` in a fresh directory is absent: were it not, the
+        # O_EXCL create (mkdir, symlink, mknod, link) would fail loudly, never clobber.
+        self._fresh: set[tuple[str, ...]] = set()
+        self._made: set[tuple[str, ...]] = set()
         self.writer = unpack_writer.Writer()
         try:
             for parent in parents:
                 self.parent_fds.append(os.open(parent, _DIR_FLAGS))
+            if not os.listdir(root):
+                self._fresh.add(())
         except OSError:
             self.close()
             raise
@@ -241,6 +251,8 @@ class _Applier:
     def _make_parent(self, dir_fd: int, name: str, canon: list[str]) -> None:
         """A directory the layer did not list: copy a lower layer's, else 0755 root."""
         os.mkdir(name, 0o755, dir_fd=dir_fd)
+        self._made.add(tuple(canon))
+        self._fresh.add(tuple(canon))
         for parent_fd in self.parent_fds:
             fd = _strict_open(parent_fd, canon)
             if fd is None:
@@ -323,7 +335,10 @@ class _Applier:
         key = (*canon, name)
         if self.writer.pending(key):  # the same name twice: the first one is written first
             self.writer.barrier()
-        existing: os.stat_result | None = _lstat(dir_fd, name)
+        existing: os.stat_result | None = None
+        if key in self._made or tuple(canon) not in self._fresh:
+            existing = _lstat(dir_fd, name)
+        self._made.add(key)
         if m.isdir():
             if existing is not None and not stat.S_ISDIR(existing.st_mode):
                 self._removing()
@@ -331,6 +346,7 @@ class _Applier:
                 existing = None
             if existing is None:
                 os.mkdir(name, 0o700, dir_fd=dir_fd)
+                self._fresh.add(key)
             self._own(dir_fd, name, m)
             st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
             self.dirs[(*canon, name)] = _DirMeta(m.mode & 0o7777, _ns(m), (st.st_dev, st.st_ino))
@@ -448,7 +464,7 @@ class _Applier:
     def _whiteout(self, parts: list[str], raw_name: str) -> None:
         base = parts[-1]
         self.writer.barrier()  # the name it hides may be a queued file of this layer
-        dir_fd, _ = self.open_dir(parts[:-1], create=True)
+        dir_fd, canon = self.open_dir(parts[:-1], create=True)
         try:
             if base == WHITEOUT_OPAQUE:
                 _set_xattr(dir_fd, ".", OPAQUE_XATTR, b"y")
@@ -461,6 +477,7 @@ class _Applier:
                 existing = _lstat(dir_fd, hidden)
                 if existing is None:
                     os.mknod(hidden, stat.S_IFCHR, os.makedev(0, 0), dir_fd=dir_fd)
+                    self._made.add((*canon, hidden))
                 elif stat.S_ISDIR(existing.st_mode):
                     _set_xattr(dir_fd, hidden, OPAQUE_XATTR, b"y")
                 # else: this layer made the file; it already hides the lower one

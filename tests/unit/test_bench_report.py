@@ -146,3 +146,23 @@ def test_merge_keeps_the_other_suites_and_says_where_they_come_from() -> None:
     fetch_goal = next(v for t, v in verdicts.items() if "download and verify" in t)
     assert fetch_goal.state == "met"
     assert results.merge(_doc([_pull_case()]), new) is new  # nothing else to keep
+
+
+def test_merging_twice_keeps_each_suites_run() -> None:
+    first = _doc([_start_case()])
+    first.notes = ["a note of the first run"]
+    second = _doc([_pull_case()])
+    second.started_at = "2026-02-02T00:00:00Z"
+    third = _doc([_pull_case()])
+    third.started_at = "2026-03-03T00:00:00Z"
+    merged = results.merge(results.merge(first, second), third)
+    assert merged.origins == {
+        "start": "the run of 2026-01-01T00:00:00Z",
+        "pull": "the run of 2026-03-03T00:00:00Z",
+    }
+    assert merged.notes[0] == (
+        "merged results: start from the run of 2026-01-01T00:00:00Z; "
+        "pull from the run of 2026-03-03T00:00:00Z"
+    )
+    assert merged.notes.count("(from the run of 2026-01-01T00:00:00Z) a note of the first run") == 1
+    assert results.Document.from_json(merged.to_json()).origins == merged.origins
