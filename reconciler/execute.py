@@ -233,23 +233,20 @@ class Executor:
         """Connect and disconnect a container so that its networks are the desired
         ones (the planner made sure this needs no new container)."""
         wanted = convert.container_config(self.stack, want, image_id, self.desired.networks)
-        have = {a.network: a for a in current.config.networks}
+        have = {a.network for a in current.config.networks}
         names = {a.network for a in wanted.networks}
-        for attachment in current.config.networks:
-            if attachment.network not in names:
-                self.runtime.disconnect_network(attachment.network, current.name)
-        for attachment in wanted.networks:
-            old = have.get(attachment.network)
-            if old == attachment:
+        for attachment in wanted.networks:  # joins first: the namespace keeps a network
+            if attachment.network in have:
                 continue
-            if old is not None:
-                self.runtime.disconnect_network(attachment.network, current.name)
             self.runtime.connect_network(
                 attachment.network,
                 current.name,
                 aliases=attachment.aliases,
                 ipv4_address=attachment.ipv4_address,
             )
+        for attachment in current.config.networks:
+            if attachment.network not in names:
+                self.runtime.disconnect_network(attachment.network, current.name)
 
     def _start_container(self, action: model.Action) -> None:
         want = action.desired

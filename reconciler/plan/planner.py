@@ -355,7 +355,7 @@ def _plan_container(
         if seen.rolled_back:
             reasons.append(model.Reason("", "rolled back by an operator; apply rolls it forward"))
         return [action("recreate", category, reasons)], None
-    dependencies = _recreated_dependencies(want, recreated)
+    dependencies = _recreated_dependencies(want, recreated, applied)
     if dependencies:
         return [action("recreate", "spec", dependencies)], None
     if seen.config_drift:
@@ -412,8 +412,16 @@ def _network_change_blocker(
     if any(n in namespaced for n in (*old, *new)):
         return "a change of host or none networking needs a new container"
     kept = [n for n in old if n in new]
+    if not kept:
+        return "leaving every network it is on needs a new container"
     if new[: len(kept)] != kept:
         return "a new order of networks (the first holds the default route) needs a new container"
+    by_name = {n.get("name"): n for n in before}
+    changed = [
+        n.get("name") for n in after if n.get("name") in by_name and by_name[n.get("name")] != n
+    ]
+    if changed:
+        return f"a changed alias or address on network {changed[0]} needs a new container"
     return None
 
 
@@ -517,12 +525,17 @@ def _in_place(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _recreated_dependencies(
-    want: model.DesiredContainer, recreated: set[tuple[str, str]]
+    want: model.DesiredContainer,
+    recreated: set[tuple[str, str]],
+    applied: Mapping[str, Any] | None = None,
 ) -> list[model.Reason]:
+    """The recreated networks and volumes the container uses now or will use: the
+    executor removes a recreated object's users first, so they must be created again."""
     reasons = []
-    for attachment in want.spec.networks:
-        if ("Network", attachment.name) in recreated:
-            reasons.append(model.Reason(f"network {attachment.name}", "is recreated"))
+    now = [n.get("name") for n in ((applied or {}).get("spec", {}).get("networks") or [])]
+    for name in dict.fromkeys([*(a.name for a in want.spec.networks), *now]):
+        if ("Network", name) in recreated:
+            reasons.append(model.Reason(f"network {name}", "is recreated"))
     for mount in want.spec.mounts:
         if mount.type == "volume" and mount.source and ("Volume", mount.source) in recreated:
             reasons.append(model.Reason(f"volume {mount.source}", "is recreated"))
