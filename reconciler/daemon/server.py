@@ -334,6 +334,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _length(self) -> int:
         if self.headers.get("Transfer-Encoding"):
+            self.close_connection = True  # the body cannot be framed: nothing after it either
             raise HTTPError(411, "send the body with a Content-Length", "length_required")
         lengths = self.headers.get_all("Content-Length") or []
         if len(lengths) > 1:
@@ -343,6 +344,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if text is None:
             return 0
         if not text.isdigit():
+            self.close_connection = True
             raise HTTPError(400, f"Content-Length {text!r} is not a number")
         length = int(text)
         if length > self.server.max_body:
