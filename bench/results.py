@@ -210,7 +210,17 @@ def merge(previous: Document, current: Document) -> Document:
     for suite, origin in origins.items():
         by_origin.setdefault(origin, []).append(suite)
     summary = "; ".join(f"{', '.join(names)} from {origin}" for origin, names in by_origin.items())
-    old_notes = [n for n in previous.notes if _MERGED not in n]
+    live = set(origins.values())
+    old_notes = []
+    for note in previous.notes:
+        if _MERGED in note:
+            continue
+        origin = next(
+            (o for o in {earlier, *previous.origins.values()} if note.startswith(f"(from {o}) ")),
+            earlier,
+        )
+        if origin in live:  # a note of a run whose suites were all replaced goes with them
+            old_notes.append(note if note.startswith("(from ") else f"(from {earlier}) {note}")
     return dataclasses.replace(
         current,
         suites=kept + list(current.suites),
@@ -219,7 +229,7 @@ def merge(previous: Document, current: Document) -> Document:
         notes=[
             f"{_MERGED} {summary}",
             *current.notes,
-            *(n if n.startswith("(from ") else f"(from {earlier}) {n}" for n in old_notes),
+            *old_notes,
         ],
     )
 

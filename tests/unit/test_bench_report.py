@@ -165,4 +165,7 @@ def test_merging_twice_keeps_each_suites_run() -> None:
         "pull from the run of 2026-03-03T00:00:00Z"
     )
     assert merged.notes.count("(from the run of 2026-01-01T00:00:00Z) a note of the first run") == 1
+    second.notes = ["a note of the second run"]  # its only suite is replaced: its notes go
+    again = results.merge(results.merge(first, second), third)
+    assert not any("second run" in n for n in again.notes)
     assert results.Document.from_json(merged.to_json()).origins == merged.origins
