@@ -124,6 +124,8 @@ class _Applier:
         self._cache: dict[tuple[str, ...], tuple[int, list[str]]] = {}
         self._retired: list[int] = []
         self._creator: dict[int, tuple[int, int]] = {}  # cached dir fd -> a new file's owner
+        # read once: the engine never changes its umask; a stricter one set meanwhile by
+        # another thread could only leave a file with fewer permissions than its layer's
         self._umask = _umask()
         # Names are looked up (``lstat``) only where something may exist: a lookup of an
         # absent name waits for the directory's lock while the writer creates files in
@@ -191,9 +193,17 @@ class _Applier:
             oldest = next(iter(self._cache))
             self._retired.append(self._cache.pop(oldest)[0])
         self._cache[key] = found
-        st = os.fstat(found[0])
-        gid = st.st_gid if st.st_mode & stat.S_ISGID else os.getegid()
-        self._creator[found[0]] = (os.geteuid(), gid)
+        return found
+
+    def _creation_owner(self, dir_fd: int) -> tuple[int, int]:
+        """The owner the kernel gives a file created in ``dir_fd`` (a cached directory):
+        our fsuid, and the directory's group when it is setgid, else our fsgid.
+        Remembered until a directory entry changes an owner (``_own``)."""
+        found = self._creator.get(dir_fd)
+        if found is None:
+            st = os.fstat(dir_fd)
+            gid = st.st_gid if st.st_mode & stat.S_ISGID else os.getegid()
+            found = self._creator[dir_fd] = (os.geteuid(), gid)
         return found
 
     # directories ---------------------------------------------------------------
@@ -383,10 +393,9 @@ class _Applier:
     ) -> None:  # fmt: skip
         """A regular file (absent now): small ones go to the writer's threads with their
         bytes, large ones are streamed here; all metadata through the file's fd."""
-        creator = self._creator.get(dir_fd)
         created = None
-        if creator is not None and self._umask is not None:
-            created = (*creator, m.mode & 0o777 & ~self._umask)
+        if self._umask is not None:
+            created = (*self._creation_owner(dir_fd), m.mode & 0o777 & ~self._umask)
         meta = unpack_writer.FileMeta(
             *self._owner(m), m.mode & 0o7777, tuple(self._xattrs(m)), _ns(m), created
         )
@@ -422,6 +431,12 @@ class _Applier:
         """Owner, then mode (chown clears setuid), then xattrs (chown clears
         security.capability). Mode and mtime of directories come in ``finish``."""
         uid, gid = self._owner(m)
+        if dir_fd is None or m.isdir():
+            st = os.stat(self.root if dir_fd is None else name, dir_fd=dir_fd,
+                         follow_symlinks=False)  # fmt: skip
+            if st.st_mode & stat.S_ISGID:  # its group is given to the files created in it:
+                self.writer.barrier()  # the queued ones were promised the current group
+                self._creator.clear()
         if dir_fd is None:  # the root itself
             os.chown(self.root, uid, gid, follow_symlinks=False)
             dir_fd, name = self.root_fd, "."

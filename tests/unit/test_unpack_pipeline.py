@@ -249,3 +249,15 @@ def test_owner_and_mode_the_kernel_would_not_give_are_set(tmp_path: Path, mode: 
     assert {n: (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) for n, st in got.items()} == {
         "x": (0, 0, 0o664), "y": (5, 0, 0o640), "z": (0, 77, 0o640),
     }  # fmt: skip
+
+
+def test_a_root_entry_changing_a_setgid_roots_group_after_its_files(
+    tmp_path: Path, mode: str
+) -> None:
+    root = tmp_path / "r"
+    root.mkdir()
+    os.chown(root, 0, 77)
+    os.chmod(root, 0o2755)
+    run(root, make_tar(f("a", b"a", gid=77), d("./", gid=88), f("b", b"b", gid=77)))
+    assert (os.lstat(root / "a").st_gid, os.lstat(root / "b").st_gid) == (77, 77)
+    assert os.lstat(root).st_gid == 88
