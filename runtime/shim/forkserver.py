@@ -24,8 +24,10 @@ start.
 
 A request is one JSON line ``{"argv": [shim options]}`` carrying the end of
 the launcher's sync pipe as an fd (``SCM_RIGHTS``). The server checks the
-options, forks an intermediate process that forks the shim and exits, answers
-``{"ok": true}`` (or the options' error) and reaps the intermediate. The
+options, parses the bundle's config.json (see :func:`_preload`), clones the
+shim as its own sibling (``CLONE_PARENT``: orphaned to PID 1 like a
+double-forked one, with one fork; the double fork where clone3 is missing),
+and answers ``{"ok": true}`` (or the options' error). The
 shim then runs :func:`runtime.shim.main.run_shim` and reports through the sync
 pipe, as an exec'd shim does, so the launcher waits for it the same way.
 
@@ -47,6 +49,11 @@ import time
 
 from runtime import errors
 from runtime.shim import jsonio, protocol, statedir
+from runtime.sys import clone
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from runtime.shim import main
 
 ENV_SOCKET = "PYRECONCILE_SHIM_FORKSERVER_SOCKET"
 IDLE_TIMEOUT = 300.0
@@ -311,14 +318,19 @@ def _handle(listener: _socket.socket, conn: _socket.socket) -> None:
             os.close(fd)
         return
     opts.sync_fd = fds[0]
-    child = os.fork()
-    if child == 0:  # the intermediate: fork the shim and go, so it is orphaned to PID 1
+    opts.preloaded = _preload(opts)
+    try:  # the shim itself, a sibling of this server: its parent is ours (PID 1 or a subreaper)
+        child, intermediate = clone.fork(clone.CLONE_PARENT), False
+    except OSError:  # a kernel without clone3: the double fork
+        child, intermediate = os.fork(), True
+    if child == 0:
         try:
             listener.close()
             conn.close()
-            if os.fork() == 0:
+            if not intermediate or os.fork() == 0:  # the intermediate forks and goes
                 code = 1
                 try:
+                    gc.freeze()  # the server's objects (the preloaded config too) stay shared
                     set_title(["pyreconcile-shim", *argv])
                     code = main.run_shim(opts)
                 finally:
@@ -326,11 +338,30 @@ def _handle(listener: _socket.socket, conn: _socket.socket) -> None:
         finally:
             os._exit(0)
     os.close(fds[0])
+    opts.preloaded = None
     # answer first: the launcher waits on the sync pipe next, not for this reaping
     try:
         conn.sendall(protocol.encode(protocol.ok({"forked": True})))
     finally:
-        os.waitpid(child, 0)
+        if intermediate:
+            os.waitpid(child, 0)
+
+
+def _preload(opts: main.Options) -> object:
+    """The bundle's config.json parsed here, in the warm server, and the host's
+    cgroup mounts — what the shim's create needs first. Forked shims inherit
+    them (:mod:`runtime.shim.runtimes`): parsing in a freshly forked helper
+    costs several times as much (every page it touches is copied first).
+    None when anything is wrong: the helper then reads the file itself and
+    reports the error as usual. Only for the builtin runtime."""
+    if opts.runtime_binary:
+        return None
+    try:
+        from runtime.oci import cgroups, config
+
+        return config.load(opts.bundle), cgroups.discover()
+    except Exception:
+        return None
 
 
 def set_title(argv: list[str]) -> None:

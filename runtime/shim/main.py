@@ -76,9 +76,9 @@ class Options:
     """The shim's options, checked (no dataclasses: they cost the shim ~5 ms of imports)."""
 
     __slots__ = (
-        "bundle", "container_id", "log_max_files", "log_max_size", "log_path", "restart",
-        "restart_count", "runtime_binary", "runtime_root", "stop_signal", "stop_timeout",
-        "sync_fd",
+        "bundle", "container_id", "log_max_files", "log_max_size", "log_path", "preloaded",
+        "restart", "restart_count", "runtime_binary", "runtime_root", "stop_signal",
+        "stop_timeout", "sync_fd",
     )  # fmt: skip
 
     def __init__(self, values: dict[str, str]) -> None:
@@ -122,6 +122,8 @@ class Options:
         self.restart_count = int(number("restart_count", 0, int))
         sync = values.get("sync_fd")
         self.sync_fd = int(sync) if sync is not None and sync.isdigit() else None
+        #: what the fork server read for the first create (runtime.shim.forkserver)
+        self.preloaded: object = None
         if not os.path.isfile(os.path.join(self.bundle, "config.json")):
             raise ValueError(f"bundle {self.bundle} has no config.json: write the bundle first")
 
@@ -320,6 +322,7 @@ def _serve(opts: Options, sync: _Sync) -> int:
         events = shim_events.EventLog(statedir.path(bundle, statedir.SHIM_LOG))
         ev_loop = loop.Loop()
         runtime = runtimes.make(opts.runtime_binary, opts.runtime_root, opts.container_id, bundle)
+        runtime.preloaded = opts.preloaded
         stop_loop = ev_loop.stop
 
         def on_final(record: dict[str, object]) -> None:

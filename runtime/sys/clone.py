@@ -18,12 +18,18 @@ around it, both used by :mod:`runtime.oci.init`:
 (``PyOS_BeforeFork``/``PyOS_AfterFork_*``: the import lock, the
 ``os.register_at_fork`` hooks, the thread state) around a raw ``clone3``
 instead of glibc's ``fork()``. glibc's own fork bookkeeping is skipped, which
-is sound only for what the callers here are: single-threaded processes
-(nothing can hold malloc's or stdio's locks across the call) whose child
-``execve``\\ s or ``_exit``\\ s without starting threads (glibc's cached thread
-id in the child still names the parent's thread; nothing on that path reads
-it). The call goes through a ``PyDLL`` so the GIL stays held, exactly as
-``os.fork()`` holds it.
+is sound for what the callers here are: single-threaded processes (nothing
+can hold malloc's or stdio's locks across the call) whose child does not
+start threads. The one piece of glibc state a child must not inherit as is,
+the thread id cached in its thread descriptor, is written by the kernel
+(``CLONE_CHILD_SETTID``, as glibc's fork does) once its place has been found
+and checked (it holds our own tid); ``raise`` never used it anyway (glibc
+asks the kernel for the caller's tid). The call goes through a ``PyDLL`` so
+the GIL stays held, exactly as ``os.fork()`` holds it.
+
+``CLONE_PARENT`` makes the child a sibling of the caller: the shims' fork
+server (itself detached, its parent PID 1 or a subreaper) makes a detached
+shim with one clone instead of a double fork.
 
 Stdlib only (the shim imports it under ``python -I -S``).
 """
@@ -37,7 +43,9 @@ __all__ = ["CLONE_INTO_CGROUP", "CLONE_PARENT", "fork"]
 
 CLONE_PARENT = 0x00008000
 CLONE_INTO_CGROUP = 0x200000000
+_CLONE_CHILD_SETTID = 0x01000000
 _SIGCHLD = 17
+_TID_OFFSET = 0x2D0  # of ``tid`` in glibc's struct pthread (x86_64, aarch64; checked below)
 _SYS_CLONE3 = 435  # the same number on every architecture (asm-generic and x86)
 
 
@@ -63,6 +71,27 @@ for _f in (_before, _after_child, _after_parent):
     _f.argtypes = ()
 
 
+_tid: list[int] = []  # the address found by _tid_address (the same in every fork)
+
+
+def _tid_address() -> int:
+    """Where glibc keeps the calling thread's id, if it is where we expect it:
+    the word at that offset of our thread descriptor holds our tid (the main
+    thread's, which is our pid). 0 when it does not (then it is left alone)."""
+    if _tid:
+        return _tid[0]
+    try:
+        self = ctypes.CDLL(None).pthread_self
+        self.restype = ctypes.c_void_p
+        address = int(self() or 0) + _TID_OFFSET
+        if address > _TID_OFFSET and ctypes.c_int.from_address(address).value == os.getpid():
+            _tid.append(address)
+            return address
+    except (AttributeError, OSError, ValueError):
+        pass
+    return 0
+
+
 def fork(flags: int = 0, cgroup_fd: int = -1) -> int:
     """Fork through ``clone3`` with ``flags`` (and ``cgroup_fd``, a directory of
     a cgroup v2 tree, for :data:`CLONE_INTO_CGROUP`); returns 0 in the child,
@@ -77,6 +106,10 @@ def fork(flags: int = 0, cgroup_fd: int = -1) -> int:
     args = _CloneArgs(flags=flags, exit_signal=_SIGCHLD)
     if cgroup_fd >= 0:
         args.cgroup = cgroup_fd
+    tid = _tid_address()
+    if tid:
+        args.flags |= _CLONE_CHILD_SETTID
+        args.child_tid = tid
     _before()
     pid = _syscall(_SYS_CLONE3, ctypes.addressof(args), ctypes.sizeof(args))
     if pid == 0:
