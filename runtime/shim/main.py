@@ -222,10 +222,7 @@ def _sync_fd_of(argv: list[str]) -> int | None:
 
 
 def _detach() -> None:
-    from runtime import sys as linux
-
     os.setsid()
-    linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
     # Signals the launcher ignored (nohup, a shell's background job) would be
     # ignored in every container too: back to default, except the two Python
     # ignores for its own sake (the runtime drivers reset those in the child).
@@ -255,13 +252,11 @@ def run_shim(opts: Options) -> int:
     sync = _Sync(opts.sync_fd)
     os.set_inheritable(opts.sync_fd, False)
     try:
-        _detach()
-        try:
-            with open("/proc/self/comm", "w") as f:
-                f.write(f"shim-{opts.container_id}"[:15])
-        except OSError:
-            pass
-        sync.send({"event": "started", "pid": os.getpid()})
+        from runtime import sys as linux
+
+        # first: the container's create begins early in _serve, and its init,
+        # orphaned when the runtime's process exits, must come to us
+        linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
         return _serve(opts, sync)
     except errors.RuntimeError_ as exc:
         sync.send({"event": "error", "category": type(exc).__name__, "message": str(exc)})
@@ -306,9 +301,10 @@ def _serve(opts: Options, sync: _Sync) -> int:
     srv: server.Server | None = None
     sup: supervisor.Supervisor | None = None
     runtime: runtimes.OciRuntime | None = None
+    pending: supervisor.Pending | None = None
     try:
         statedir.remove(bundle, statedir.EXIT, statedir.INIT_PID)  # a previous run's
-        statedir.write_json(
+        statedir.write_json(  # before the create: what cleans up after a lost shim
             statedir.path(bundle, statedir.OPTIONS),
             {
                 "id": opts.container_id,
@@ -319,10 +315,19 @@ def _serve(opts: Options, sync: _Sync) -> int:
                 "restart": str(opts.restart),
             },
         )
-        events = shim_events.EventLog(statedir.path(bundle, statedir.SHIM_LOG))
-        ev_loop = loop.Loop()
         runtime = runtimes.make(opts.runtime_binary, opts.runtime_root, opts.container_id, bundle)
         runtime.preloaded = opts.preloaded
+        # the container is created (in a helper) while the shim sets itself up
+        pending = supervisor.begin_create(runtime, bundle)
+        _detach()
+        try:
+            with open("/proc/self/comm", "w") as f:
+                f.write(f"shim-{opts.container_id}"[:15])
+        except OSError:
+            pass
+        sync.send({"event": "started", "pid": os.getpid()})
+        events = shim_events.EventLog(statedir.path(bundle, statedir.SHIM_LOG))
+        ev_loop = loop.Loop()
         stop_loop = ev_loop.stop
 
         def on_final(record: dict[str, object]) -> None:
@@ -335,9 +340,9 @@ def _serve(opts: Options, sync: _Sync) -> int:
             events=events, restart=opts.restart, stop_signal=opts.stop_signal,
             stop_timeout=opts.stop_timeout, log_path=opts.log_path,
             log_max_size=opts.log_max_size, log_max_files=opts.log_max_files,
-            on_final=on_final, restart_count=opts.restart_count,
+            on_final=on_final, restart_count=opts.restart_count, pending=pending,
         )  # fmt: skip
-        sup.begin()  # the container is created (in a helper) while the shim sets up
+        pending = None  # the supervisor's now
         ev_loop.on_signal(signals.SIGCHLD, sup.reap)
         for signum in (signals.SIGTERM, signals.SIGINT, signals.SIGHUP):
             ev_loop.on_signal(signum, _log_ignored(events, signals.name(signum)))
@@ -348,6 +353,8 @@ def _serve(opts: Options, sync: _Sync) -> int:
         events.error("shim_boot_failed", error=str(exc))
         if srv is not None:
             srv.close()
+        if pending is not None:
+            supervisor.abandon_create(pending)
         if sup is not None:
             sup.abort()
         if runtime is not None:

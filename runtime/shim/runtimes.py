@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import select
 
 from runtime import errors
 from runtime.shim import jsonio, signals
@@ -89,6 +90,11 @@ class OciRuntime:
     def start(self) -> None:
         raise NotImplementedError
 
+    def settle(self) -> None:
+        """Wait for what the last create left running on the side (the builtin
+        runtime's helper, after its answer): from then on the init's parent is
+        the shim, and stays so."""
+
     def kill(self, sig: int, all_processes: bool = False) -> None:
         raise NotImplementedError
 
@@ -138,6 +144,7 @@ class BuiltinRuntime(OciRuntime):
         from runtime.oci import lifecycle
 
         self._lifecycle = lifecycle
+        self._unreaped: list[int] = []  # helpers that answered and are exiting
 
     @contextlib.contextmanager
     def _mapped(self, verb: str) -> Iterator[None]:
@@ -176,32 +183,38 @@ class BuiltinRuntime(OciRuntime):
 
         def finish() -> int:
             try:
-                os.waitpid(helper, 0)
-                os.set_blocking(read_fd, False)
-                try:
-                    data = os.read(read_fd, 65536)
-                except BlockingIOError:
-                    data = b""
+                data = _read_reply(read_fd, helper)
             finally:
                 os.close(read_fd)
             try:
                 reply = jsonio.loads(data.split(b"\n", 1)[0])
             except ValueError:
                 reply = None
+            pid = reply.pop("pid", None) if isinstance(reply, dict) else None
+            if isinstance(pid, int):
+                assert isinstance(reply, dict)
+                self.facts = reply
+                self._unreaped.append(helper)  # exiting: reaped by settle(), after start
+                return pid
+            os.waitpid(helper, 0)
             if not isinstance(reply, dict):
                 raise errors.Terminal(
                     f"builtin runtime {verb} {self.container_id}: its helper died without a word"
                 )
-            pid = reply.pop("pid", None)
-            if isinstance(pid, int):
-                self.facts = reply
-                return pid
             category = getattr(errors, str(reply.get("category")), None)
             if not (isinstance(category, type) and issubclass(category, errors.RuntimeError_)):
                 category = errors.Terminal
             raise category(str(reply.get("message")))
 
         return finish
+
+    def settle(self) -> None:
+        for helper in self._unreaped:
+            try:
+                os.waitpid(helper, 0)
+            except ChildProcessError:
+                pass  # the shim's own reaping got it first
+        self._unreaped.clear()
 
     def create(self, bundle: str, pid_file: str, stdin: int, stdout: int, stderr: int) -> int:
         return self.create_async(bundle, pid_file, stdin, stdout, stderr)()
@@ -262,7 +275,7 @@ class BuiltinRuntime(OciRuntime):
                 f"builtin runtime exec {self.container_id}: this version of the builtin runtime "
                 "cannot exec yet; run the container with an external runtime (runc, crun)"
             )
-        return self._in_helper(
+        finish = self._in_helper(
             "exec",
             lambda: {
                 "pid": exec_process(
@@ -271,7 +284,11 @@ class BuiltinRuntime(OciRuntime):
                     console_socket=console_socket, pid_file=pid_file,
                 )
             },
-        )()  # fmt: skip
+        )  # fmt: skip
+        try:
+            return finish()
+        finally:
+            self.settle()  # before the shim's loop can reap (and reuse) its pid
 
 
 class ExternalRuntime(OciRuntime):
@@ -419,6 +436,38 @@ def _spawn(binary: str, argv: list[str], stdio: tuple[int, int, int]) -> int:
             )
         raise errors.Unavailable(f"oci runtime {binary} cannot be run: {text.lower()}")
     return pid
+
+
+def _read_reply(read_fd: int, helper: int) -> bytes:
+    """The helper's answer: one line, read as soon as it is written, not once the
+    helper is gone (its exit, the unmapping of a copy of the shim, takes a
+    while). The helper's pidfd ends the wait if it dies without a word (the
+    pipe gives no EOF then: the container's process holds a copy until it
+    execs). Without pidfds (Linux < 5.3), after the helper has been reaped."""
+    try:
+        pidfd = os.pidfd_open(helper)
+    except (OSError, AttributeError):
+        os.waitpid(helper, 0)
+        pidfd = -1
+    os.set_blocking(read_fd, False)
+    data = b""
+    try:
+        while not data.endswith(b"\n"):
+            watch = [read_fd] if pidfd < 0 else [read_fd, pidfd]
+            ready, _, _ = select.select(watch, [], [])
+            try:
+                chunk = os.read(read_fd, 65536)
+            except BlockingIOError:
+                chunk = None
+            if chunk:
+                data += chunk
+                continue
+            if chunk == b"" or pidfd < 0 or pidfd in ready:
+                break  # gone (or nothing more to come): what was said is all there is
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
+    return data
 
 
 def make(binary: str | None, root: str, container_id: str, bundle: str) -> OciRuntime:

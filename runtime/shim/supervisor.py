@@ -58,6 +58,8 @@ if TYPE_CHECKING:
     from runtime.shim.runtimes import OciRuntime
 
     Reply = Callable[[dict[str, object]], None]
+    #: a create under way: stdout's and stderr's read ends, its finish, when it began
+    Pending = tuple[int, int, Callable[[], int], float]
 
 DRAIN_TIMEOUT = 2.0
 FAILED_START_EXIT_CODE = 128
@@ -85,6 +87,7 @@ class Supervisor:
         log_max_files: int,
         on_final: Callable[[dict[str, object]], None],
         restart_count: int = 0,
+        pending: Pending | None = None,
     ) -> None:
         self.container_id = container_id
         self.bundle = bundle
@@ -124,7 +127,8 @@ class Supervisor:
         self._stop_timer: Timer | None = None
         self._waiters: list[tuple[str, Reply, Timer | None]] = []
         self._host_pid: bool | None = None  # from the runtime's facts, or read when needed
-        self._pending: tuple[int, int, Callable[[], int], float] | None = None
+        #: the first run's create, begun before the shim set itself up (begin_create)
+        self._pending = pending
         #: called with each batch of log records as the shim writes them (live ``logs``)
         self.log_listeners: list[Callable[[bytes], None]] = []
         self.execs: Execs | None = None  # made at the first exec (its module loaded then)
@@ -147,11 +151,6 @@ class Supervisor:
 
     # runs ------------------------------------------------------------------
 
-    def begin(self) -> None:
-        """Begin the first run's create now; :meth:`boot` finishes it. The shim
-        sets itself up meanwhile (the builtin runtime creates in a helper)."""
-        self._pending = self._create_begin()
-
     def boot(self) -> int:
         """Open the log and do the first run; raise the runtime's error if it fails."""
         self._writer = logwriter.LogWriter(
@@ -163,28 +162,8 @@ class Supervisor:
         assert self.init_pid is not None
         return self.init_pid
 
-    def _create_begin(self) -> tuple[int, int, Callable[[], int], float]:
-        """Fresh stdio for a run and the runtime's create under way: (stdout's and
-        stderr's read ends, what finishes the create, when it began)."""
-        begun = time.monotonic()
-        stdin = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        try:
-            finish = self.runtime.create_async(
-                self.bundle, statedir.path(self.bundle, statedir.INIT_PID), stdin, out_w, err_w
-            )
-        except BaseException:
-            os.close(out_r)
-            os.close(err_r)
-            raise
-        finally:
-            for fd in (stdin, out_w, err_w):
-                os.close(fd)
-        return out_r, err_r, finish, begun
-
-    def _start_run(self, pending: tuple[int, int, Callable[[], int], float] | None = None) -> None:
-        out_r, err_r, finish, begun = pending or self._create_begin()
+    def _start_run(self, pending: Pending | None = None) -> None:
+        out_r, err_r, finish, begun = pending or begin_create(self.runtime, self.bundle)
         try:
             pid = finish()
         except BaseException:
@@ -197,12 +176,6 @@ class Supervisor:
             os.set_blocking(fd, False)
             self._pipes[fd] = stream
             self.loop.add_reader(fd, self._pipe_reader(fd, stream))
-        if _parent_of(pid) != os.getpid():
-            self._abort_run()
-            raise errors.Terminal(
-                f"container {self.container_id}: init pid {pid} is not a child of the shim; "
-                "the runtime must let it reparent to the shim (a child subreaper)"
-            )
         facts = self.runtime.facts
         if "shares_host_pid" in facts:
             self._host_pid = bool(facts["shares_host_pid"])
@@ -217,6 +190,15 @@ class Supervisor:
         except errors.RuntimeError_:
             self._abort_run()
             raise
+        # the builtin runtime's helper answered before it exited: the init is ours
+        # once it has (it had all of start to do so); then check that it is
+        self.runtime.settle()
+        if _parent_of(pid) != os.getpid():
+            self._abort_run()
+            raise errors.Terminal(
+                f"container {self.container_id}: init pid {pid} is not a child of the shim; "
+                "the runtime must let it reparent to the shim (a child subreaper)"
+            )
         self.status = RUNNING
         self.started_at = time.time()
         self._started_mono = time.monotonic()
@@ -242,6 +224,7 @@ class Supervisor:
 
     def _abort_run(self) -> None:
         """A run that failed between create and start: remove it, reap its init."""
+        self.runtime.settle()
         try:
             self.runtime.delete(force=True)
         except errors.RuntimeError_ as exc:
@@ -263,14 +246,8 @@ class Supervisor:
         A create begun and not finished is waited for first (so that the caller's
         delete finds whatever it made)."""
         if self._pending is not None:
-            out_r, err_r, finish, _ = self._pending
+            abandon_create(self._pending)
             self._pending = None
-            try:
-                finish()
-            except BaseException:
-                pass
-            os.close(out_r)
-            os.close(err_r)
         self._close_pipes(read_rest=False)
         if self._writer is not None:
             self._writer.close()
@@ -557,6 +534,39 @@ class Supervisor:
                 self._restart_timer.cancel()
                 self._restart_timer = None
             self._finalize()
+
+
+def begin_create(runtime: OciRuntime, bundle: str) -> Pending:
+    """Fresh stdio for a run and the runtime's create under way: (stdout's and
+    stderr's read ends, what finishes the create, when it began)."""
+    begun = time.monotonic()
+    stdin = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    try:
+        finish = runtime.create_async(
+            bundle, statedir.path(bundle, statedir.INIT_PID), stdin, out_w, err_w
+        )
+    except BaseException:
+        os.close(out_r)
+        os.close(err_r)
+        raise
+    finally:
+        for fd in (stdin, out_w, err_w):
+            os.close(fd)
+    return out_r, err_r, finish, begun
+
+
+def abandon_create(pending: Pending) -> None:
+    """A create begun whose run will not happen: let it finish (so that a delete
+    finds whatever it made), whatever it says, and close its pipes."""
+    out_r, err_r, finish, _ = pending
+    try:
+        finish()
+    except BaseException:
+        pass
+    os.close(out_r)
+    os.close(err_r)
 
 
 def _shares_host_pid(bundle: str) -> bool:
