@@ -65,12 +65,29 @@ TITLE_ROOM = 2048
 _CODE_DIRS = ("shim", "oci", "sys")
 
 
+#: runtime dir -> (fingerprint, when it was taken (monotonic))
+_FINGERPRINTS: dict[str, tuple[str, float]] = {}
+FINGERPRINT_TTL = 1.0
+
+
 def fingerprint(runtime_dir: str) -> str:
     """A short digest of the interpreter and the code a server would load.
 
     mtimes and sizes of the runtime's ``shim``, ``oci`` and ``sys`` modules:
-    cheap (a few dozen ``stat`` calls) and changed by any upgrade or edit.
+    changed by any upgrade or edit. A few dozen ``stat`` calls (~0.3 ms), so a
+    process reuses its last answer for :data:`FINGERPRINT_TTL` seconds — a
+    burst of starts asks once; an upgrade is seen within a second.
     """
+    now = time.monotonic()
+    known = _FINGERPRINTS.get(runtime_dir)
+    if known is not None and now - known[1] < FINGERPRINT_TTL:
+        return known[0]
+    digest = _fingerprint(runtime_dir)
+    _FINGERPRINTS[runtime_dir] = (digest, now)
+    return digest
+
+
+def _fingerprint(runtime_dir: str) -> str:
     import zlib
 
     parts = [sys.executable, sys.version]
@@ -221,6 +238,10 @@ def _serve(ready_fd: int) -> int:
     except OSError:
         pass
     _warm()
+    try:
+        _args_range()
+    except (OSError, ValueError, IndexError):
+        pass
     listener = _listen(path)
     identity = _identity(path)
     statedir.write_atomic(path + ".pid", f"{os.getpid()}\n".encode())
@@ -331,7 +352,7 @@ def _handle(listener: _socket.socket, conn: _socket.socket) -> None:
                 code = 1
                 try:
                     gc.freeze()  # the server's objects (the preloaded config too) stay shared
-                    set_title(["pyreconcile-shim", *argv])
+                    opts.title = ["pyreconcile-shim", *argv]  # set once its create is under way
                     code = main.run_shim(opts)
                 finally:
                     os._exit(code)
@@ -364,18 +385,28 @@ def _preload(opts: main.Options) -> object:
         return None
 
 
+_ARGS: list[int] = []  # this process's (arg_start, arg_end): the same in its forks
+
+
+def _args_range() -> tuple[int, int]:
+    if not _ARGS:
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        _ARGS[:] = int(fields[45]), int(fields[46])
+    return _ARGS[0], _ARGS[1]
+
+
 def set_title(argv: list[str]) -> None:
     """Show ``argv`` as this process's command line (``/proc/self/cmdline``).
 
     The kernel reads the command line from the process's memory between
-    ``arg_start`` and ``arg_end`` (``/proc/self/stat``); writing there through
+    ``arg_start`` and ``arg_end`` (``/proc/self/stat``, read once by the
+    server: a fork has the same addresses); writing there through
     ``/proc/self/mem`` is what ``setproctitle`` does. It fits in the room the
     original command line had; longer titles are cut. Best effort.
     """
     try:
-        with open("/proc/self/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-        start, end = int(fields[45]), int(fields[46])
+        start, end = _args_range()
         title = b"\0".join(a.encode() for a in argv)[: end - start - 1]
         fd = os.open("/proc/self/mem", os.O_RDWR | os.O_CLOEXEC)
         try:

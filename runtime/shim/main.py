@@ -78,7 +78,7 @@ class Options:
     __slots__ = (
         "bundle", "container_id", "log_max_files", "log_max_size", "log_path", "preloaded",
         "restart", "restart_count", "runtime_binary", "runtime_root", "stop_signal",
-        "stop_timeout", "sync_fd",
+        "stop_timeout", "sync_fd", "title",
     )  # fmt: skip
 
     def __init__(self, values: dict[str, str]) -> None:
@@ -124,6 +124,8 @@ class Options:
         self.sync_fd = int(sync) if sync is not None and sync.isdigit() else None
         #: what the fork server read for the first create (runtime.shim.forkserver)
         self.preloaded: object = None
+        #: the command line a forked shim shows (the server's otherwise)
+        self.title: list[str] | None = None
         if not os.path.isfile(os.path.join(self.bundle, "config.json")):
             raise ValueError(f"bundle {self.bundle} has no config.json: write the bundle first")
 
@@ -319,6 +321,10 @@ def _serve(opts: Options, sync: _Sync) -> int:
         runtime.preloaded = opts.preloaded
         # the container is created (in a helper) while the shim sets itself up
         pending = supervisor.begin_create(runtime, bundle)
+        if opts.title is not None:  # after the helper's fork: it keeps the server's
+            from runtime.shim import forkserver
+
+            forkserver.set_title(opts.title)
         _detach()
         try:
             with open("/proc/self/comm", "w") as f:
