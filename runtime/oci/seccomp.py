@@ -19,7 +19,12 @@ memory (:func:`parse_cached`, :func:`warm`): the shims' fork server does
 Docker's default profile once, and every shim forked from it finds both
 there, without parsing, hashing or reading a file (parsing its ~300 rules
 took ~1 ms and the ``hashlib`` import alone, which loads OpenSSL, ~3 ms per
-create in a freshly forked helper). Rules whose
+create in a freshly forked helper). Programs are built as a
+binary tree of syscall numbers (libseccomp's ``SCMP_FLTATR_CTL_OPTIMIZE``
+2, where it has it): the same verdicts, fewer instructions run per system
+call, and the kernel, which evaluates a new filter for every syscall number
+when it loads it, takes ~0.4 ms instead of ~0.9 ms for Docker's profile —
+on every container start. Rules whose
 action equals the default action are dropped (libseccomp refuses them).
 When the same argument index appears twice in one rule, the comparisons
 become separate rules (libseccomp cannot AND two comparisons of one
@@ -232,6 +237,10 @@ def compile_filter(prof: Profile) -> scmp.Filter:
     try:
         with errors.map_os_errors("linux.seccomp: set up the filter"):
             filt.set_attr(scmp.ATTR_CTL_NNP, 0)
+            try:  # same verdicts, and the kernel loads it in ~0.4 ms instead of ~0.9
+                filt.set_attr(scmp.ATTR_CTL_OPTIMIZE, 2)
+            except OSError:
+                pass  # libseccomp < 2.5: the linear program
             for flag in prof.flags:
                 filt.set_attr(FLAGS[flag], 1)
             for arch in prof.architectures:
@@ -282,7 +291,8 @@ def program_for(prof: Profile, cache_dir: str | None) -> tuple[bytes, int]:
     from runtime.shim import jsonio
 
     version = ".".join(str(n) for n in scmp.version())
-    key = f"{version}|{os.uname().machine}|{prof.key or jsonio.dumps(prof.raw, sort_keys=True)}"
+    raw = prof.key or jsonio.dumps(prof.raw, sort_keys=True)
+    key = f"{version}|tree|{os.uname().machine}|{raw}"  # "tree": see compile_filter
     program = _PROGRAMS.get(key)
     if program is not None:
         return program, flags

@@ -25,6 +25,7 @@ __all__ = [
     "ACTIONS",
     "ATTR_CTL_LOG",
     "ATTR_CTL_NNP",
+    "ATTR_CTL_OPTIMIZE",
     "ATTR_CTL_SSB",
     "ATTR_CTL_TSYNC",
     "COMPARE",
@@ -66,6 +67,7 @@ ATTR_CTL_NNP = 3
 ATTR_CTL_TSYNC = 4
 ATTR_CTL_LOG = 6
 ATTR_CTL_SSB = 7
+ATTR_CTL_OPTIMIZE = 8  # libseccomp 2.5: 2 = a binary tree of syscall numbers
 
 _NR_SCMP_ERROR = -1
 _lib: ctypes.CDLL | None = None
