@@ -75,8 +75,6 @@ def create_container(
     console_socket: str | None = None,
     no_pivot: bool = False,
     direct: bool = False,
-    spec: config.Spec | None = None,
-    hierarchies: cgroups.Hierarchies | None = None,
 ) -> Created:
     """Create the container from ``bundle/config.json``.
 
@@ -91,15 +89,12 @@ def create_container(
     ``direct``: for a caller that exits right after (the shim's helper), the
     init is cloned from the caller itself when the config allows
     (:func:`runtime.oci.init.fork_direct`): it is the caller's child until then.
-    ``spec`` and ``hierarchies``: ``bundle/config.json`` and the host's cgroup
-    mounts, already read (by the shims' fork server) — else read here.
     """
     state.check_id(container_id)
     if preserve_fds < 0:
         raise errors.InvalidSpec(f"preserve_fds must be 0 or more, not {preserve_fds}")
     bundle = os.path.abspath(bundle)
-    if spec is None:
-        spec = config.load(bundle)
+    spec = config.load(bundle)
     if not os.path.isdir(spec.root_path):
         raise errors.InvalidSpec(f"config.json: root.path {spec.root_path} is not a directory")
     if spec.has_process and spec.process.terminal and not console_socket:
@@ -111,7 +106,7 @@ def create_container(
         raise errors.Unavailable("this kernel has no time namespaces: remove {type: time}")
     res = spec.resources
     cpuset = res.cpu_cpus is not None or res.cpu_mems is not None
-    cg = cgroups.plan(hierarchies or cgroups.discover(), spec.cgroups_path, container_id, cpuset)
+    cg = cgroups.plan(cgroups.discover(), spec.cgroups_path, container_id, cpuset)
     with errors.map_os_errors(f"create the runtime root {root}"):
         os.makedirs(root, mode=0o700, exist_ok=True)
     cdir = os.path.join(root, container_id)

@@ -24,12 +24,18 @@ start.
 
 A request is one JSON line ``{"argv": [shim options]}`` carrying the end of
 the launcher's sync pipe as an fd (``SCM_RIGHTS``). The server checks the
-options, parses the bundle's config.json (see :func:`_preload`), clones the
-shim as its own sibling (``CLONE_PARENT``: orphaned to PID 1 like a
+options, clones the shim as its own sibling (``CLONE_PARENT``: orphaned to PID 1 like a
 double-forked one, with one fork; the double fork where clone3 is missing),
 and answers ``{"ok": true}`` (or the options' error). The
 shim then runs :func:`runtime.shim.main.run_shim` and reports through the sync
 pipe, as an exec'd shim does, so the launcher waits for it the same way.
+
+The server does as little as it can per request: every page it writes
+between two forks stays behind as a private copy in each shim forked before
+(copy-on-write keeps the old content for them), so work done here for a
+shim's sake — parsing its config.json was tried: ~1 ms off each start —
+costs every running shim that much memory (+0.35 MiB of PSS each, measured
+with 20), and the parsing is left to the shim's throwaway helper.
 
 The shim rewrites its command line (``/proc/self/cmdline``) to its own options
 (the server was started with room for them), so ``ps`` and every tool that
@@ -50,10 +56,6 @@ import time
 from runtime import errors
 from runtime.shim import jsonio, protocol, statedir
 from runtime.sys import clone
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from runtime.shim import main
 
 ENV_SOCKET = "PYRECONCILE_SHIM_FORKSERVER_SOCKET"
 IDLE_TIMEOUT = 300.0
@@ -339,7 +341,6 @@ def _handle(listener: _socket.socket, conn: _socket.socket) -> None:
             os.close(fd)
         return
     opts.sync_fd = fds[0]
-    opts.preloaded = _preload(opts)
     try:  # the shim itself, a sibling of this server: its parent is ours (PID 1 or a subreaper)
         child, intermediate = clone.fork(clone.CLONE_PARENT), False
     except OSError:  # a kernel without clone3: the double fork
@@ -351,7 +352,7 @@ def _handle(listener: _socket.socket, conn: _socket.socket) -> None:
             if not intermediate or os.fork() == 0:  # the intermediate forks and goes
                 code = 1
                 try:
-                    gc.freeze()  # the server's objects (the preloaded config too) stay shared
+                    gc.freeze()  # what came from the server stays shared: keep the GC off it
                     opts.title = ["pyreconcile-shim", *argv]  # set once its create is under way
                     code = main.run_shim(opts)
                 finally:
@@ -359,30 +360,12 @@ def _handle(listener: _socket.socket, conn: _socket.socket) -> None:
         finally:
             os._exit(0)
     os.close(fds[0])
-    opts.preloaded = None
     # answer first: the launcher waits on the sync pipe next, not for this reaping
     try:
         conn.sendall(protocol.encode(protocol.ok({"forked": True})))
     finally:
         if intermediate:
             os.waitpid(child, 0)
-
-
-def _preload(opts: main.Options) -> object:
-    """The bundle's config.json parsed here, in the warm server, and the host's
-    cgroup mounts — what the shim's create needs first. Forked shims inherit
-    them (:mod:`runtime.shim.runtimes`): parsing in a freshly forked helper
-    costs several times as much (every page it touches is copied first).
-    None when anything is wrong: the helper then reads the file itself and
-    reports the error as usual. Only for the builtin runtime."""
-    if opts.runtime_binary:
-        return None
-    try:
-        from runtime.oci import cgroups, config
-
-        return config.load(opts.bundle), cgroups.discover()
-    except Exception:
-        return None
 
 
 _ARGS: list[int] = []  # this process's (arg_start, arg_end): the same in its forks

@@ -76,9 +76,9 @@ class Options:
     """The shim's options, checked (no dataclasses: they cost the shim ~5 ms of imports)."""
 
     __slots__ = (
-        "bundle", "container_id", "log_max_files", "log_max_size", "log_path", "preloaded",
-        "restart", "restart_count", "runtime_binary", "runtime_root", "stop_signal",
-        "stop_timeout", "sync_fd", "title",
+        "bundle", "container_id", "log_max_files", "log_max_size", "log_path", "restart",
+        "restart_count", "runtime_binary", "runtime_root", "stop_signal", "stop_timeout",
+        "sync_fd", "title",
     )  # fmt: skip
 
     def __init__(self, values: dict[str, str]) -> None:
@@ -122,8 +122,6 @@ class Options:
         self.restart_count = int(number("restart_count", 0, int))
         sync = values.get("sync_fd")
         self.sync_fd = int(sync) if sync is not None and sync.isdigit() else None
-        #: what the fork server read for the first create (runtime.shim.forkserver)
-        self.preloaded: object = None
         #: the command line a forked shim shows (the server's otherwise)
         self.title: list[str] | None = None
         if not os.path.isfile(os.path.join(self.bundle, "config.json")):
@@ -318,7 +316,6 @@ def _serve(opts: Options, sync: _Sync) -> int:
             },
         )
         runtime = runtimes.make(opts.runtime_binary, opts.runtime_root, opts.container_id, bundle)
-        runtime.preloaded = opts.preloaded
         # the container is created (in a helper) while the shim sets itself up
         pending = supervisor.begin_create(runtime, bundle)
         if opts.title is not None:  # after the helper's fork: it keeps the server's

@@ -38,9 +38,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from runtime.oci.cgroups import Hierarchies
-    from runtime.oci.config import Spec
-
 #: Put back to SIG_DFL in the runtime's process (and so in the container).
 _RESET_SIGNALS = (
     signals.SIGPIPE, signals.SIGXFSZ, signals.SIGINT, signals.SIGHUP, signals.SIGTERM,
@@ -60,11 +57,6 @@ class OciRuntime:
         #: reads the config anyway): ``shares_host_pid`` (bool: no pid namespace of
         #: its own) and ``oom_counter`` (the file with its ``oom_kill`` count, or None)
         self.facts: dict[str, object] = {}
-        #: the config and cgroup mounts the shims' fork server read for the first
-        #: create (see runtime.shim.forkserver), or None; never dropped (freeing
-        #: them would copy the server's pages into the shim)
-        self.preloaded: object = None
-        self._preload_used = False
 
     def create(self, bundle: str, pid_file: str, stdin: int, stdout: int, stderr: int) -> int:
         """Create the container (init waits for ``start``); return the init's pid."""
@@ -222,12 +214,6 @@ class BuiltinRuntime(OciRuntime):
     def create_async(
         self, bundle: str, pid_file: str, stdin: int, stdout: int, stderr: int
     ) -> Callable[[], int]:
-        spec: Spec | None = None
-        hierarchies: Hierarchies | None = None
-        if isinstance(self.preloaded, tuple) and not self._preload_used:  # the first create only
-            self._preload_used = True
-            spec, hierarchies = self.preloaded
-
         def call() -> dict[str, object]:
             from runtime.oci import cgroups
             from runtime.oci import create as oci_create
@@ -235,7 +221,6 @@ class BuiltinRuntime(OciRuntime):
             made = oci_create.create_container(  # no pid file: the pid comes back here
                 self.root, self.container_id, bundle, stdin=stdin, stdout=stdout, stderr=stderr,
                 direct=True,  # the helper exits next: its init goes to the shim
-                spec=spec, hierarchies=hierarchies,
             )  # fmt: skip
             namespaces = made.spec.namespaces
             return {
