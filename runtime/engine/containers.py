@@ -287,9 +287,11 @@ class Containers:
         if restore.shim_alive(shim_dir) and os.path.exists(socket_path):
             try:
                 shim = shim_client.ShimClient(socket_path)
-                shim.stop(sig, timeout)
+                final = shim.stop(sig, timeout)
             except errors.Unavailable:
                 pass  # it ended between the check and the call
+            else:  # its exit recorded and its task cleaned up while it exits
+                self.tasks.finished(self._store.get_container(row.id), final)
         # the reply comes a moment before the shim exits; its task is ours after that
         _wait_shim_exit(shim_dir)
 
@@ -325,6 +327,10 @@ class Containers:
             except errors.Unavailable:
                 reply = {"final": True}  # it ended between the check and the call
             if reply.get("final"):
+                if "exit_code" in reply:  # its answer, not ours: record and clean up now
+                    with self.locks.hold(row.id, wait=False) as held:
+                        if held:  # else a stop or start in another process owns the task
+                            self.tasks.finished(self._store.get_container(row.id), reply)
                 _wait_shim_exit(shim_dir)
         return self._info(self._store.get_container(row.id))
 

@@ -140,22 +140,38 @@ class Tasks:
         rec = status.record
         if status.kind == "running":
             return self._running(row, rec)
-        count = max(row.restart_count, _int(rec.get("restart_count")) or 0)
-        lost = status.kind == "lost" or bool(rec.get("lost"))
-        row = self._record(
-            row,
-            restart_count=count,
-            started_at=_float(rec.get("started_at")) or row.started_at,
-            finished_at=_float(rec.get("finished_at")),
-            exit_code=_int(rec.get("exit_code")),
-            oom_killed=bool(rec.get("oom_killed")),
-            lost=lost,
-            exit_error=_str(rec.get("error")),
-        )
+        row = self._record_exit(row, rec, lost=status.kind == "lost")
         with self.locks.hold(row.id, wait=False) as held:
             if held:  # else a start or stop in another process owns the task now
                 self.clean_up(row)
         return from_row(row)
+
+    def _record_exit(
+        self, row: metadata.ContainerRow, rec: dict[str, object], *, lost: bool = False
+    ) -> metadata.ContainerRow:
+        """Write the exit record ``rec`` (the shim's ``exit`` file or final state) into the row."""
+        return self._record(
+            row,
+            restart_count=max(row.restart_count, _int(rec.get("restart_count")) or 0),
+            started_at=_float(rec.get("started_at")) or row.started_at,
+            finished_at=_float(rec.get("finished_at")),
+            exit_code=_int(rec.get("exit_code")),
+            oom_killed=bool(rec.get("oom_killed")),
+            lost=lost or bool(rec.get("lost")),
+            exit_error=_str(rec.get("error")),
+        )
+
+    def finished(self, row: metadata.ContainerRow, state: dict[str, object]) -> None:
+        """The shim said its last word: ``state`` is final (a ``wait`` or ``stop``
+        answer). It touches neither the task nor the rootfs any more, so its exit
+        is recorded and its task cleaned up now, while it exits, not after —
+        the next observation finds both done. Call it holding the container's lock.
+        """
+        if state.get("final") is not True:
+            return
+        self._record_exit(row, state)
+        clean_up_bundle(self.bundle(row.id), self._layout.oci_root, row.id, shim_done=True)
+        self.after_clean_up(row.id)
 
     def _record(self, row: metadata.ContainerRow, **values: object) -> metadata.ContainerRow:
         """Write the values that differ from the row; return the row as stored."""
@@ -235,9 +251,12 @@ class Tasks:
         self.after_clean_up(row.id)
 
 
-def clean_up_bundle(shim_dir: str, oci_root: str, container_id: str) -> None:
-    """The runtime's container deleted and the rootfs unmounted, unless a shim lives."""
-    if restore.shim_alive(shim_dir):
+def clean_up_bundle(
+    shim_dir: str, oci_root: str, container_id: str, *, shim_done: bool = False
+) -> None:
+    """The runtime's container deleted and the rootfs unmounted, unless a shim lives
+    (``shim_done``: one lives but has said its final word, see :meth:`Tasks.finished`)."""
+    if not shim_done and restore.shim_alive(shim_dir):
         return
     rootfs = os.path.join(shim_dir, "rootfs")
     options = statedir.read_json(statedir.path(shim_dir, statedir.OPTIONS))

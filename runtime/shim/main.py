@@ -383,6 +383,7 @@ def _serve(opts: Options, sync: _Sync) -> int:
     )
     sync.close()
     try:
+        sup.after_ready()
         sup.reap()
         ev_loop.run()
     except BaseException as exc:

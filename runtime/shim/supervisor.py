@@ -129,6 +129,7 @@ class Supervisor:
         self._host_pid: bool | None = None  # from the runtime's facts, or read when needed
         #: the first run's create, begun before the shim set itself up (begin_create)
         self._pending = pending
+        self._after_ready: Callable[[], None] | None = None
         #: called with each batch of log records as the shim writes them (live ``logs``)
         self.log_listeners: list[Callable[[bytes], None]] = []
         self.execs: Execs | None = None  # made at the first exec (its module loaded then)
@@ -158,11 +159,11 @@ class Supervisor:
             on_records=self._on_log_records, on_error=self._on_log_error,
         )  # fmt: skip
         pending, self._pending = self._pending, None
-        self._start_run(pending)
+        self._start_run(pending, defer=True)
         assert self.init_pid is not None
         return self.init_pid
 
-    def _start_run(self, pending: Pending | None = None) -> None:
+    def _start_run(self, pending: Pending | None = None, defer: bool = False) -> None:
         out_r, err_r, finish, begun = pending or begin_create(self.runtime, self.bundle)
         try:
             pid = finish()
@@ -202,14 +203,29 @@ class Supervisor:
         self.status = RUNNING
         self.started_at = time.time()
         self._started_mono = time.monotonic()
-        self._save_run()
         if self.health is not None:
             self.health.run_started()
-        self.events.info(
-            "container_started", pid=pid, restart_count=self.restart_count,
-            create_ms=round((created - begun) * 1000, 1),
-            start_ms=round((self._started_mono - created) * 1000, 1),
-        )  # fmt: skip
+        create_ms = round((created - begun) * 1000, 1)
+        start_ms = round((self._started_mono - created) * 1000, 1)
+
+        def record() -> None:
+            self._save_run()
+            self.events.info(
+                "container_started", pid=pid, restart_count=self.restart_count,
+                create_ms=create_ms, start_ms=start_ms,
+            )  # fmt: skip
+
+        if defer:
+            self._after_ready = record
+        else:
+            record()
+
+    def after_ready(self) -> None:
+        """The boot's bookkeeping (``run.json``, the ``container_started`` event),
+        done once the launcher has been told: not on the start's critical path."""
+        record, self._after_ready = self._after_ready, None
+        if record is not None:
+            record()
 
     def _save_run(self) -> None:
         record = {
