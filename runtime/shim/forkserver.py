@@ -24,9 +24,10 @@ start.
 
 A request is one JSON line ``{"argv": [shim options]}`` carrying the end of
 the launcher's sync pipe as an fd (``SCM_RIGHTS``). The server checks the
-options, clones the shim as its own sibling (``CLONE_PARENT``: orphaned to PID 1 like a
-double-forked one, with one fork; the double fork where clone3 is missing),
-and answers ``{"ok": true}`` (or the options' error). The
+options, hands them to its standby shim (:class:`_Standby`, forked ahead)
+or else clones the shim as its own sibling (``CLONE_PARENT``: orphaned to
+PID 1 like a double-forked one, with one fork; the double fork where
+clone3 is missing), and answers ``{"ok": true}`` (or the options' error). The
 shim then runs :func:`runtime.shim.main.run_shim` and reports through the sync
 pipe, as an exec'd shim does, so the launcher waits for it the same way.
 
@@ -249,6 +250,7 @@ def _serve(ready_fd: int) -> int:
     statedir.write_atomic(path + ".pid", f"{os.getpid()}\n".encode())
     gc.collect()
     gc.freeze()  # what is here now is shared with every shim: keep the GC off it
+    standby = _Standby.make(listener)
     os.write(ready_fd, b"ready\n")
     os.close(ready_fd)
     listener.settimeout(ACCEPT_TICK)
@@ -266,13 +268,18 @@ def _serve(ready_fd: int) -> int:
             last = time.monotonic()
             conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
             try:
-                _handle(listener, conn)
+                if _handle(listener, conn, standby):
+                    standby = None  # taken: the next one is made below, after the answer
             except Exception:  # a bad request must not end the server
                 pass
             finally:
                 conn.close()
+            if standby is None:
+                standby = _Standby.make(listener)
     finally:
         listener.close()
+        if standby is not None:
+            standby.sock.close()  # its end of file: it exits
         if _identity(path) == identity:
             for name in (path, path + ".pid"):
                 try:
@@ -314,7 +321,88 @@ def _identity(path: str) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino)
 
 
-def _handle(listener: _socket.socket, conn: _socket.socket) -> None:
+class _Standby:
+    """A shim forked ahead of its request (as Android's zygote keeps unspecialized
+    app processes): detached already (``CLONE_PARENT``), out of the GC, blocked
+    on its end of a socketpair until the server hands it a request — then it
+    runs like any forked shim. A start so saves the clone and the first steps
+    of a new process (~1.2 ms here) on its critical path; the server makes the
+    next standby after answering. The standby forks before the request is
+    read, so it holds none of the server's per-request pages (see the module
+    docstring). If the server goes, the socketpair's end of file ends it."""
+
+    __slots__ = ("pid", "sock")
+
+    def __init__(self, pid: int, sock: _socket.socket) -> None:
+        self.pid = pid
+        self.sock = sock
+
+    @classmethod
+    def make(cls, listener: _socket.socket) -> _Standby | None:
+        ours, theirs = _socket.socketpair(
+            _socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC
+        )
+        try:
+            pid = clone.fork(clone.CLONE_PARENT)
+        except OSError:  # a kernel without clone3: shims are forked on request
+            ours.close()
+            theirs.close()
+            return None
+        if pid == 0:
+            code = 1
+            try:
+                listener.close()
+                ours.close()
+                gc.freeze()  # what came from the server stays shared: keep the GC off it
+                code = _standby(theirs)
+            finally:
+                os._exit(code)
+        theirs.close()
+        return cls(pid, ours)
+
+    def hand(self, line: bytes, sync_fd: int) -> bool:
+        """Give it a request (a checked one); False when it is not there to take it."""
+        try:
+            self.sock.sendmsg([line], protocol.pack_fds([sync_fd]))
+            return True
+        except OSError:
+            return False
+        finally:
+            self.sock.close()
+
+
+def _standby(sock: _socket.socket) -> int:
+    """The standby's life: wait for a request, then be its shim."""
+    from runtime.shim import main
+
+    try:
+        data, ancdata, _, _ = sock.recvmsg(
+            protocol.MAX_REQUEST, _socket.CMSG_SPACE(4), _socket.MSG_CMSG_CLOEXEC
+        )
+    except OSError:
+        return 0
+    finally:
+        sock.close()
+    fds = protocol.unpack_fds(ancdata)
+    if not data or len(fds) != 1:  # the server went, or sent nothing usable
+        for fd in fds:
+            os.close(fd)
+        return 0
+    argv = jsonio.loads(data)
+    try:
+        if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+            raise ValueError("the server handed over no options")  # never: it checked them
+        opts = main.parse_args(argv)
+    except ValueError as exc:  # the server checked them: a changed bundle, at most
+        main.report_error(fds[0], "InvalidSpec", str(exc))
+        return 2
+    opts.sync_fd = fds[0]
+    opts.title = ["pyreconcile-shim", *argv]  # set once its create is under way
+    return main.run_shim(opts)
+
+
+def _handle(listener: _socket.socket, conn: _socket.socket, standby: _Standby | None) -> bool:
+    """Serve one request; True when it took ``standby`` (used, or found gone)."""
     from runtime.shim import main
 
     conn.settimeout(REQUEST_TIMEOUT)
@@ -339,7 +427,11 @@ def _handle(listener: _socket.socket, conn: _socket.socket) -> None:
         conn.sendall(protocol.encode(protocol.error("InvalidSpec", str(exc))))
         for fd in fds:
             os.close(fd)
-        return
+        return False
+    if standby is not None and standby.hand(jsonio.dumps(argv).encode(), fds[0]):
+        os.close(fds[0])
+        conn.sendall(protocol.encode(protocol.ok({"forked": True})))
+        return True
     opts.sync_fd = fds[0]
     try:  # the shim itself, a sibling of this server: its parent is ours (PID 1 or a subreaper)
         child, intermediate = clone.fork(clone.CLONE_PARENT), False
@@ -366,6 +458,7 @@ def _handle(listener: _socket.socket, conn: _socket.socket) -> None:
     finally:
         if intermediate:
             os.waitpid(child, 0)
+    return standby is not None  # it was there but could not take the request: gone
 
 
 _ARGS: list[int] = []  # this process's (arg_start, arg_end): the same in its forks

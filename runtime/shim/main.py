@@ -147,6 +147,13 @@ def parse_args(argv: list[str]) -> Options:
     return Options(values)
 
 
+def report_error(sync_fd: int, category: str, message: str) -> None:
+    """Say on a sync pipe that the shim could not start (and close it)."""
+    sync = _Sync(sync_fd)
+    sync.send({"event": "error", "category": category, "message": message})
+    sync.close()
+
+
 class _Sync:
     """The pipe to the launcher; a launcher that went away is not an error."""
 

@@ -103,7 +103,9 @@ def fork(flags: int = 0, cgroup_fd: int = -1) -> int:
     falls back to :func:`os.fork`. Only for single-threaded callers whose
     child execs or exits without starting threads (see the module docstring).
     """
-    args = _CloneArgs(flags=flags, exit_signal=_SIGCHLD)
+    # with CLONE_PARENT the child signals the caller's parent as the caller does:
+    # clone3 wants no exit signal of its own then (EINVAL)
+    args = _CloneArgs(flags=flags, exit_signal=0 if flags & CLONE_PARENT else _SIGCHLD)
     if cgroup_fd >= 0:
         args.cgroup = cgroup_fd
     tid = _tid_address()

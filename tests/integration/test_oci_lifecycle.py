@@ -150,3 +150,19 @@ def test_a_config_without_process_can_be_created_but_not_started(oci: support.En
     assert support.wait(pid) == 128 + 9
     assert lifecycle.state(oci.root, "np")["status"] == "stopped"
     lifecycle.delete(oci.root, "np")
+
+
+def test_a_direct_create_clones_the_init_from_the_caller_into_all_its_cgroups(
+    oci: support.Env,
+) -> None:
+    """What the shim's helper asks for (``direct``): no intermediate, the init is
+    the caller's child, born into its v2 cgroup, in its v1 ones before it runs."""
+    pid = oci.create("direct1", ["/bin/true"], direct=True)
+    with open(f"/proc/{pid}/stat") as f:
+        assert int(f.read().rsplit(")", 1)[1].split()[1]) == os.getpid()
+    dirs = state.load(oci.root, "direct1").cgroup_dirs
+    assert dirs and all(str(pid) in Path(d, "cgroup.procs").read_text().split() for d in dirs)
+    lifecycle.start(oci.root, "direct1")
+    assert support.wait(pid) == 0
+    lifecycle.delete(oci.root, "direct1")
+    assert not any(os.path.exists(d) for d in dirs)

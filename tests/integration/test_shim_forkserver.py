@@ -90,3 +90,50 @@ def test_a_killed_server_is_replaced(shim_env: ShimEnv) -> None:
     wait_until(lambda: not pid_alive(server), what="the server to die")
     info = shim_env.container(["sleep", "100"], name="next").spawn(fork_server=str(run_root))
     assert pid_alive(info.pid) and _server_pid(run_root) != server
+
+
+def _standbys(run_root: Path) -> list[int]:
+    """The server's standby shims: processes started with its socket in their
+    environment (the server's forks) that are neither the server nor a shim."""
+    path = forkserver.socket_path(str(run_root), RUNTIME_DIR)
+    marker = f"{forkserver.ENV_SOCKET}={path}".encode()
+    server = _server_pid(run_root)
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == server:
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                environ = f.read().split(b"\0")
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if marker in environ and b"--bundle" not in argv and pid_alive(int(entry)):
+            found.append(int(entry))
+    return found
+
+
+def test_a_standby_shim_takes_the_next_request(shim_env: ShimEnv) -> None:
+    """The server keeps one shim forked ahead (detached already); a request is
+    handed to it and the server forks the next one."""
+    run_root = shim_env.roots.run_root
+    shim_env.container(["sleep", "100"]).spawn(fork_server=str(run_root))
+    wait_until(lambda: len(_standbys(run_root)) == 1, what="a standby shim")
+    [standby] = _standbys(run_root)
+    assert ppid_of(standby) == 1  # detached like any shim
+    info = shim_env.container(["sleep", "100"], name="second").spawn(fork_server=str(run_root))
+    assert info.pid == standby
+    with open(f"/proc/{info.pid}/cmdline", "rb") as f:
+        assert b"--bundle" in f.read().split(b"\0")
+    wait_until(lambda: len(_standbys(run_root)) == 1, what="the next standby shim")
+    assert _standbys(run_root) != [standby]
+
+
+def test_a_standby_goes_with_its_server(shim_env: ShimEnv) -> None:
+    run_root = shim_env.roots.run_root
+    shim_env.container(["sleep", "100"]).spawn(fork_server=str(run_root))
+    wait_until(lambda: len(_standbys(run_root)) == 1, what="a standby shim")
+    [standby] = _standbys(run_root)
+    os.kill(_server_pid(run_root), signal.SIGKILL)
+    wait_until(lambda: not pid_alive(standby), what="the standby to see its server gone")

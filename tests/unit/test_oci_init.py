@@ -37,3 +37,32 @@ def test_signal_names_and_numbers(text: str, number: int) -> None:
 def test_unknown_signals(text: str) -> None:
     with pytest.raises(errors.InvalidSpec, match="unknown signal"):
         cli.parse_signal(text)
+
+
+@pytest.mark.parametrize(
+    ("namespaces", "direct"),
+    [
+        ([{"type": "pid"}, {"type": "mount"}, {"type": "network"}], True),
+        ([{"type": "mount"}], True),  # the host's pid namespace
+        ([{"type": "pid"}, {"type": "network", "path": "/proc/1/ns/net"}], True),
+        ([{"type": "pid", "path": "/proc/1/ns/pid"}], False),  # setns(pid): children only
+        ([{"type": "pid"}, {"type": "user"}], False),  # maps between unshare and fork
+        ([{"type": "pid"}, {"type": "time"}], False),  # offsets between unshare and fork
+    ],
+)
+def test_which_configs_the_init_may_be_cloned_for_directly(
+    namespaces: list[dict[str, str]], direct: bool
+) -> None:
+    from runtime.oci import config, init
+
+    doc = {
+        "ociVersion": "1.0.2",
+        "root": {"path": "rootfs"},
+        "process": {"args": ["true"], "cwd": "/"},
+        "linux": {"namespaces": namespaces},
+    }
+    if any(ns["type"] == "user" for ns in namespaces):
+        doc["linux"]["uidMappings"] = doc["linux"]["gidMappings"] = [  # type: ignore[index]
+            {"containerID": 0, "hostID": 100000, "size": 1}
+        ]
+    assert init.can_fork_direct(config.parse(doc, "/bundle")) is direct
