@@ -24,6 +24,10 @@ from runtime.oci import cgroups, config, hooks, init, state
 from runtime.shim import jsonio
 from runtime.sys import caps
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 __all__ = ["Created", "create", "create_container"]
 
 
@@ -75,6 +79,7 @@ def create_container(
     console_socket: str | None = None,
     no_pivot: bool = False,
     direct: bool = False,
+    gate: Callable[[], None] | None = None,
 ) -> Created:
     """Create the container from ``bundle/config.json``.
 
@@ -89,6 +94,9 @@ def create_container(
     ``direct``: for a caller that exits right after (the shim's helper), the
     init is cloned from the caller itself when the config allows
     (:func:`runtime.oci.init.fork_direct`): it is the caller's child until then.
+    ``gate`` is called once the config is read and checked, before anything is
+    made: it returns to go on, or raises to make nothing (the shim's helper
+    reads the config while the shim takes the container's lock).
     """
     state.check_id(container_id)
     if preserve_fds < 0:
@@ -107,6 +115,8 @@ def create_container(
     res = spec.resources
     cpuset = res.cpu_cpus is not None or res.cpu_mems is not None
     cg = cgroups.plan(cgroups.discover(), spec.cgroups_path, container_id, cpuset)
+    if gate is not None:
+        gate()
     with errors.map_os_errors(f"create the runtime root {root}"):
         os.makedirs(root, mode=0o700, exist_ok=True)
     cdir = os.path.join(root, container_id)

@@ -302,13 +302,20 @@ def _serve(opts: Options, sync: _Sync) -> int:
     from runtime.shim import logwriter, loop, runtimes, server, statedir, supervisor
 
     bundle = opts.bundle
-    lock_fd = _lock(opts)  # refused: leave the live shim's files alone
+    runtime = runtimes.make(opts.runtime_binary, opts.runtime_root, opts.container_id, bundle)
+    pending: supervisor.Pending | None = None
+    if runtime.gated:  # its helper reads the config meanwhile; makes nothing before the gate
+        pending = supervisor.begin_create(runtime, bundle, gated=True)
+    try:
+        lock_fd = _lock(opts)  # refused: leave the live shim's files alone
+    except BaseException:
+        if pending is not None:
+            supervisor.abandon_create(pending)
+        raise
     events = shim_events.EventLog(None)
     ev_loop: loop.Loop | None = None
     srv: server.Server | None = None
     sup: supervisor.Supervisor | None = None
-    runtime: runtimes.OciRuntime | None = None
-    pending: supervisor.Pending | None = None
     try:
         statedir.remove(bundle, statedir.EXIT, statedir.INIT_PID)  # a previous run's
         statedir.write_json(  # before the create: what cleans up after a lost shim
@@ -322,9 +329,11 @@ def _serve(opts: Options, sync: _Sync) -> int:
                 "restart": str(opts.restart),
             },
         )
-        runtime = runtimes.make(opts.runtime_binary, opts.runtime_root, opts.container_id, bundle)
         # the container is created (in a helper) while the shim sets itself up
-        pending = supervisor.begin_create(runtime, bundle)
+        if pending is None:
+            pending = supervisor.begin_create(runtime, bundle)
+        else:  # the lock is ours and options.json is there: let the helper go on
+            pending = supervisor.release_create(pending)
         if opts.title is not None:  # after the helper's fork: it keeps the server's
             from runtime.shim import forkserver
 

@@ -62,12 +62,26 @@ class OciRuntime:
         """Create the container (init waits for ``start``); return the init's pid."""
         raise NotImplementedError
 
+    #: whether :meth:`create_async` takes a ``gate`` (the builtin runtime's does)
+    gated = False
+
     def create_async(
-        self, bundle: str, pid_file: str, stdin: int, stdout: int, stderr: int
+        self,
+        bundle: str,
+        pid_file: str,
+        stdin: int,
+        stdout: int,
+        stderr: int,
+        gate: tuple[int, int] | None = None,
     ) -> Callable[[], int]:
         """Begin :meth:`create`; calling the result finishes it (the pid, or the
         error raised). The caller may close its copies of the stdio fds as soon as
-        this returns. Here it all happens at once; the builtin runtime overlaps."""
+        this returns. Here it all happens at once; the builtin runtime overlaps.
+
+        ``gate`` (only where :attr:`gated`): a pipe (read end, write end); the
+        create reads the config, then makes nothing until a ``g`` comes through
+        it (end of file instead: it gives up). So it can begin before the shim
+        holds the container's lock."""
         try:
             pid = self.create(bundle, pid_file, stdin, stdout, stderr)
         except BaseException as exc:
@@ -211,9 +225,25 @@ class BuiltinRuntime(OciRuntime):
     def create(self, bundle: str, pid_file: str, stdin: int, stdout: int, stderr: int) -> int:
         return self.create_async(bundle, pid_file, stdin, stdout, stderr)()
 
+    gated = True
+
     def create_async(
-        self, bundle: str, pid_file: str, stdin: int, stdout: int, stderr: int
+        self,
+        bundle: str,
+        pid_file: str,
+        stdin: int,
+        stdout: int,
+        stderr: int,
+        gate: tuple[int, int] | None = None,
     ) -> Callable[[], int]:
+        def wait_gate() -> None:
+            assert gate is not None
+            os.close(gate[1])  # the shim's end: its close must be our end of file
+            if os.read(gate[0], 1) != b"g":
+                raise errors.FailedPrecondition(
+                    f"builtin runtime create {self.container_id}: the shim called it off"
+                )
+
         def call() -> dict[str, object]:
             from runtime.oci import cgroups
             from runtime.oci import create as oci_create
@@ -221,6 +251,7 @@ class BuiltinRuntime(OciRuntime):
             made = oci_create.create_container(  # no pid file: the pid comes back here
                 self.root, self.container_id, bundle, stdin=stdin, stdout=stdout, stderr=stderr,
                 direct=True,  # the helper exits next: its init goes to the shim
+                gate=wait_gate if gate is not None else None,
             )  # fmt: skip
             namespaces = made.spec.namespaces
             return {
