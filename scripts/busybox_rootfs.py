@@ -30,9 +30,22 @@ PASSWD = (
 )
 GROUP = "root:x:0:\ndaemon:x:1:\ntty:x:5:\napp:x:1000:\nnogroup:x:65534:\n"
 DIRS = {
-    "bin": 0o755, "etc": 0o755, "dev": 0o755, "proc": 0o555, "sys": 0o555, "tmp": 0o1777,
-    "root": 0o700, "home": 0o755, "home/app": 0o755, "var": 0o755, "var/www": 0o755, "run": 0o755,
-    "usr": 0o755, "usr/bin": 0o755, "usr/sbin": 0o755, "sbin": 0o755,
+    "bin": 0o755,
+    "etc": 0o755,
+    "dev": 0o755,
+    "proc": 0o555,
+    "sys": 0o555,
+    "tmp": 0o1777,
+    "root": 0o700,
+    "home": 0o755,
+    "home/app": 0o755,
+    "var": 0o755,
+    "var/www": 0o755,
+    "run": 0o755,
+    "usr": 0o755,
+    "usr/bin": 0o755,
+    "usr/sbin": 0o755,
+    "sbin": 0o755,
 }
 MTIME = 1_700_000_000
 
