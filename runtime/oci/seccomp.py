@@ -53,6 +53,7 @@ __all__ = [
     "Rule",
     "compile_filter",
     "default_profile",
+    "known_in",
     "parse",
     "parse_cached",
     "program_for",
@@ -325,10 +326,33 @@ def program_for(prof: Profile, cache_dir: str | None) -> tuple[bytes, int]:
     return program, flags
 
 
+#: Sections known by their exact bytes (compact JSON, as the engine writes them):
+#: text -> parsed profile. See :func:`known_in`.
+_KNOWN: dict[bytes, Profile] = {}
+
+
 def warm(capabilities: tuple[str, ...] = DOCKER_CAPABILITIES) -> None:
     """Make the default profile's program for ``capabilities`` now and keep it in
-    memory, so that processes forked from this one find it (the shims' fork server)."""
-    program_for(parse_cached(default_profile(capabilities)), None)
+    memory, so that processes forked from this one find it (the shims' fork server);
+    remember its compact JSON text too (:func:`known_in`)."""
+    from runtime.shim import jsonio
+
+    section = default_profile(capabilities)
+    prof = parse_cached(section)
+    program_for(prof, None)
+    _KNOWN[jsonio.dumps(section).encode()] = prof
+
+
+def known_in(text: bytes) -> tuple[bytes, Profile] | None:
+    """A section of :func:`warm`'s, found in ``text`` (a config.json) by its exact
+    bytes, with its parsed profile — so the caller need not decode and parse
+    ~10 KB of JSON it already knows (Docker's profile is most of an engine's
+    config.json). The caller must still check that the bytes stood where a
+    ``linux.seccomp`` value stands (see :func:`runtime.oci.config.load`)."""
+    for raw, prof in _KNOWN.items():
+        if raw in text:
+            return raw, prof
+    return None
 
 
 def _sha256(data: bytes) -> str:

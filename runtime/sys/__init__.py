@@ -77,6 +77,10 @@ __all__ = [
     "pidfd_send_signal",
     "open_tree",
     "mount_setattr",
+    "openat2",
+    "RESOLVE_IN_ROOT",
+    "RESOLVE_NO_MAGICLINKS",
+    "RESOLVE_NO_SYMLINKS",
     "personality",
     "OPEN_TREE_CLONE",
     "MOUNT_ATTR_RDONLY",
@@ -354,6 +358,25 @@ def mount_setattr(fd: int, attr_set: int, attr_clr: int = 0) -> None:
     _check(
         libc.syscall(nr, fd, b"", _AT_EMPTY_PATH, ctypes.byref(attr), ctypes.sizeof(attr)),
         "mount_setattr",
+    )
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_IN_ROOT = 0x10
+
+
+def openat2(dir_fd: int, path: str, flags: int, resolve: int) -> int:
+    """openat2(2) (Linux 5.6): ``path`` opened relative to ``dir_fd`` with the
+    ``RESOLVE_*`` restrictions in ``resolve``; raises OSError (ENOSYS before 5.6)."""
+    nr = syscall_number("openat2")
+    how = _OpenHow(flags, 0, resolve)
+    return _check(
+        libc.syscall(nr, dir_fd, _b(path), ctypes.byref(how), ctypes.sizeof(how)), "openat2", path
     )
 
 

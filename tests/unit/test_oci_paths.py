@@ -14,6 +14,19 @@ import pytest
 from runtime.oci import paths
 
 
+@pytest.fixture(autouse=True, params=["openat2", "walk"])
+def resolver(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every case runs twice: with the kernel's openat2 asked first, and with
+    the user-space walk alone (a kernel before 5.6)."""
+    if request.param == "walk":
+
+        def no_openat2(*_: object) -> int:
+            raise OSError(errno.ENOSYS, "openat2")
+
+        monkeypatch.setattr(paths.rsys, "openat2", no_openat2)
+    return str(request.param)
+
+
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     r = tmp_path / "rootfs"

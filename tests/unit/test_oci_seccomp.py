@@ -201,3 +201,40 @@ def test_a_cached_parse_is_the_same_verdict() -> None:
     assert seccomp.parse_cached(json.loads(json.dumps(good))) is first
     assert [r.names for r in first.rules] == [["getcwd"]]
     seccomp._PARSED.clear()
+
+
+@pytest.mark.skipif(not scmp.available(), reason="libseccomp2 is not installed")
+def test_the_engines_config_takes_the_known_profile_by_its_bytes(tmp_path: Path) -> None:
+    """config.json as the engine writes it (compact JSON, Docker's profile for its
+    capabilities): once warmed, the section is recognised by its bytes and not
+    decoded again — and the spec is the one a full decode gives."""
+    from runtime.oci import config
+
+    section = bundle.seccomp_profile(bundle.DEFAULT_CAPABILITIES)
+    doc = {
+        "ociVersion": "1.0.2",
+        "root": {"path": "rootfs"},
+        "process": {"args": ["true"], "cwd": "/"},
+        "annotations": {"note": json.dumps(section)},  # the text as a string: never taken
+        "linux": {"namespaces": [{"type": "pid"}], "seccomp": section},
+    }
+    (tmp_path / "config.json").write_text(json.dumps(doc, separators=(",", ":")))
+    seccomp._KNOWN.clear()
+    seccomp._PARSED.clear()
+    plain = config.load(str(tmp_path))
+    seccomp.warm()
+    [(raw, prof)] = seccomp._KNOWN.items()
+    assert raw in (tmp_path / "config.json").read_bytes()
+    known = config.load(str(tmp_path))
+    assert known.seccomp is prof
+    assert plain.seccomp is not None and plain.seccomp.raw == prof.raw
+    assert known.annotations == plain.annotations == {"note": json.dumps(section)}
+    # elsewhere than linux.seccomp, the same bytes mean nothing special
+    doc["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW"}  # type: ignore[index]
+    doc["x-other"] = {"seccomp": section}
+    (tmp_path / "config.json").write_text(json.dumps(doc, separators=(",", ":")))
+    other = config.load(str(tmp_path))
+    assert other.seccomp is not None and other.seccomp.default_action == "SCMP_ACT_ALLOW"
+    seccomp._KNOWN.clear()
+    seccomp._PARSED.clear()
+    seccomp._PROGRAMS.clear()
