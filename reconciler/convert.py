@@ -131,7 +131,8 @@ def config_digest(config: client.ContainerConfig) -> str:
     update through the API, an edited record) shows as spec drift even when the
     applied-spec record still matches the manifests.
     """
-    plain = dataclasses.asdict(dataclasses.replace(config, labels=(), annotations=()))
+    plain = client.plain(dataclasses.replace(config, labels=(), annotations=()))
+    assert isinstance(plain, dict)
     for mount in plain["mounts"]:
         for key, default in _LATER_MOUNT_FIELDS.items():
             if mount.get(key) == default:  # as before they existed: no phantom drift

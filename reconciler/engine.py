@@ -12,13 +12,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-import structlog
-
-from reconciler import execute, observe
+from reconciler import execute, logs, observe
 from reconciler.plan import model, planner
 from runtime import client, errors
 
-log = structlog.get_logger(__name__)
+log = logs.get_logger(__name__)
 
 MAX_ROUNDS = 6
 

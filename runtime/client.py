@@ -54,6 +54,7 @@ __all__ = [
     "VOLUME_TARGET_LABEL",
     "anonymous_volume_name",
     "frozen_map",
+    "plain",
     "volume_owner",
 ]
 
@@ -65,6 +66,34 @@ without recording an exit (reported with exit code 137, as containerd does)."""
 def frozen_map(items: Mapping[str, str] | None = None) -> tuple[tuple[str, str], ...]:
     """A mapping as a sorted tuple of pairs, hashable and order-independent."""
     return tuple(sorted((items or {}).items()))
+
+
+def plain(value: object) -> object:
+    """``dataclasses.asdict`` for these frozen values, without its deep copies
+    (5x faster: a diff of 1000 containers digests 1000 configs): dataclasses
+    become dicts of their fields, tuples and lists become lists (JSON arrays
+    either way), dicts keep their keys; anything else is returned as it is."""
+    kind = type(value)
+    if kind in _LEAVES:
+        return value
+    if kind is tuple or kind is list:
+        return [plain(item) for item in value]  # type: ignore[attr-defined]
+    fields = _FIELDS.get(kind)
+    if fields is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = _FIELDS[kind] = tuple(f.name for f in dataclasses.fields(value))
+    if fields is not None:
+        return {name: plain(getattr(value, name)) for name in fields}
+    if isinstance(value, tuple | list):
+        return [plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    return value
+
+
+_LEAVES = frozenset({str, int, float, bool, type(None)})
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
 
 
 # ---------------------------------------------------------------------------

@@ -9,7 +9,6 @@ Exit codes: 0 success, 1 error; ``diff`` adds 2 for pending changes.
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
@@ -38,19 +37,9 @@ STACK = click.option("--stack", help="stack name (default: metadata.stack or the
 
 
 def _configure_logging(verbosity: int) -> None:
-    import structlog
+    from reconciler import logs
 
-    level = {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso"),
-            structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=True,
-    )
+    logs.use_console(verbosity)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

@@ -361,14 +361,17 @@ def _plan_container(
     if seen.config_drift:
         return [action("recreate", "spec", (_OUT_OF_BAND,))], None
     actions = []
-    before = canonical.expanded(applied, manifests.ContainerSpec)
-    after = canonical.expanded(record, manifests.ContainerSpec)
-    in_place = canonical.differences(_in_place(before), _in_place(after), strip="spec.")
-    blocker = _network_change_blocker(
-        before.get("spec", {}).get("networks") or [],
-        after.get("spec", {}).get("networks") or [],
-        namespace_networks,
-    )
+    in_place: list[model.Reason] = []
+    blocker = None
+    if applied != record:  # the same record has nothing to update: skip reading both back
+        before = canonical.expanded(applied, manifests.ContainerSpec)
+        after = canonical.expanded(record, manifests.ContainerSpec)
+        in_place = canonical.differences(_in_place(before), _in_place(after), strip="spec.")
+        blocker = _network_change_blocker(
+            before.get("spec", {}).get("networks") or [],
+            after.get("spec", {}).get("networks") or [],
+            namespace_networks,
+        )
     if blocker is not None:
         reasons = [r for r in in_place if r.path.startswith("networks")]
         reasons.append(model.Reason("networks", blocker))

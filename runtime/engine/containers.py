@@ -99,7 +99,7 @@ class Containers:
         raise errors.NotFound(f"container {name_or_id!r} not found")
 
     def list(self) -> list[client.ContainerInfo]:
-        return [self._info(row) for row in self._store.list_containers()]
+        return self.tasks.observe_all(self._store.list_containers())
 
     def get(self, name_or_id: str) -> client.ContainerInfo:
         return self._info(self._row(name_or_id))

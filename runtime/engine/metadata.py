@@ -256,12 +256,30 @@ def _decode(field: str, value: Any) -> Any:
     return value
 
 
-def _fields(cls: type[Any]) -> list[str]:
-    return [f.name for f in dataclasses.fields(cls)]
+def _fields(cls: type[Any]) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+_READERS: dict[type[Any], tuple[tuple[str, str, bool], ...]] = {}
+
+
+def _readers(cls: type[Any]) -> tuple[tuple[str, str, bool], ...]:
+    """(field, column, decode?) for each field of ``cls``: worked out once, not per row."""
+    readers = _READERS.get(cls)
+    if readers is None:
+        readers = _READERS[cls] = tuple(
+            (f, _column(f), f in _MAP_FIELDS or f in _BOOL_FIELDS) for f in _fields(cls)
+        )
+    return readers
 
 
 def _from_row(cls: type[Row], row: sqlite3.Row) -> Row:
-    return cls(**{f: _decode(f, row[_column(f)]) for f in _fields(cls)})
+    return cls(
+        **{
+            f: _decode(f, row[column]) if decode else row[column]
+            for f, column, decode in _readers(cls)
+        }
+    )
 
 
 def pairs(items: Mapping[str, str] | Pairs | None) -> Pairs:

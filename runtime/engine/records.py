@@ -8,7 +8,7 @@ one written (the planner relies on that to see no phantom change).
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import json
 from typing import Any
 
@@ -20,10 +20,13 @@ def _pairs(value: Any) -> tuple[tuple[str, str], ...]:
 
 
 def config_to_json(config: client.ContainerConfig) -> str:
-    return json.dumps(dataclasses.asdict(config), sort_keys=True, separators=(",", ":"))
+    return json.dumps(client.plain(config), sort_keys=True, separators=(",", ":"))
 
 
+@functools.lru_cache(maxsize=4096)
 def config_from_json(text: str) -> client.ContainerConfig:
+    """The config a record holds (cached by its text: the value is frozen, and one
+    observation reads each container's record more than once)."""
     try:
         raw = json.loads(text)
         return client.ContainerConfig(

@@ -122,8 +122,33 @@ class Tasks:
 
     # -- observation -----------------------------------------------------------
 
-    def observe(self, row: metadata.ContainerRow) -> client.ContainerInfo:
-        """The container as it is now; records what changed in its row."""
+    def observe_all(self, rows: list[metadata.ContainerRow]) -> list[client.ContainerInfo]:
+        """:meth:`observe` of every row, the live shims asked at the same time.
+
+        Each answer is a round trip to another process (~0.3 ms); a diff of
+        1000 containers spent a third of its time waiting on them one by one.
+        The threads only ask (:func:`restore.ask`); whatever did not answer
+        is probed, and every row recorded, one by one as before.
+        """
+        answers: list[restore.ShimStatus | None] = [None] * len(rows)
+        if len(rows) >= _ASK_TOGETHER:
+            from concurrent.futures import ThreadPoolExecutor
+
+            def ask(row: metadata.ContainerRow) -> restore.ShimStatus | None:
+                shim_dir = self.bundle(row.id)
+                if not os.path.exists(statedir.path(shim_dir, statedir.SOCKET)):
+                    return None
+                return restore.ask(shim_dir)
+
+            with ThreadPoolExecutor(max_workers=_ASKERS) as pool:
+                answers = list(pool.map(ask, rows))
+        return [self.observe(row, answer) for row, answer in zip(rows, answers, strict=True)]
+
+    def observe(
+        self, row: metadata.ContainerRow, answer: restore.ShimStatus | None = None
+    ) -> client.ContainerInfo:
+        """The container as it is now; records what changed in its row.
+        ``answer``: its shim's ``state`` reply, asked already (:meth:`observe_all`)."""
         shim_dir = self.bundle(row.id)
         if not os.path.isdir(shim_dir):
             if was_running(row):  # its bundle vanished under it: lost
@@ -134,7 +159,7 @@ class Tasks:
             return from_row(row)
         if not os.path.exists(statedir.path(shim_dir, statedir.OPTIONS)):
             return from_row(row)  # never started, or a start is under way
-        status = _probe(shim_dir)
+        status = answer or _probe(shim_dir)
         if status is None:  # alive but busy: say running, act on it later
             return dataclasses.replace(from_row(row), status="running")
         rec = status.record
@@ -334,6 +359,11 @@ def health_info(value: object) -> client.HealthInfo | None:
         failing_streak=_int(value.get("failingStreak")) or 0,
         log=tuple(results),
     )
+
+
+#: From this many containers on, their shims are asked in parallel, by this many threads
+_ASK_TOGETHER = 8
+_ASKERS = 8
 
 
 def _probe(shim_dir: str) -> restore.ShimStatus | None:
