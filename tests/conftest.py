@@ -125,13 +125,14 @@ def roots(tmp_path: Path) -> Iterator[Roots]:
     r = Roots(base)
     yield r
     left = r.leftovers()
-    _force_cleanup(r)
+    force_cleanup(r)
+    left += [f"cgroup {d} (could not be removed)" for d in leaks.cgroup_dirs(r.cgroup_parent)]
     shutil.rmtree(base, ignore_errors=True)
     if left:
         pytest.fail("test left behind:\n  " + "\n  ".join(left))
 
 
-def _force_cleanup(r: Roots) -> None:
+def force_cleanup(r: Roots) -> None:
     """Best effort, by pid, path and this engine's names only: never by process name."""
     for name in leaks.links_with_alias(r.link_alias_prefix):
         subprocess.run(["ip", "link", "del", name], check=False, capture_output=True)
