@@ -15,13 +15,13 @@ from __future__ import annotations
 import errno
 import http.client
 import json
-import os
 import socket
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from typing import Any, BinaryIO, TypeVar, overload
 
 from reconciler.daemon import api_types, codec
+from reconciler.daemon.address import SOCKET_NAME, default_socket
 from runtime import errors
 
 __all__ = [
@@ -36,7 +36,6 @@ __all__ = [
 
 Tv = TypeVar("Tv")
 
-SOCKET_NAME = "pyreconcile.sock"
 CONNECT_TIMEOUT = 5.0
 
 _CATEGORIES: dict[str, type[errors.RuntimeError_]] = {
@@ -72,15 +71,6 @@ def raise_for(body: api_types.ErrorBody) -> None:
 _remote_classes: dict[type[errors.RuntimeError_], type[RemoteError]] = {
     base: type(f"Remote{base.__name__}", (RemoteError, base), {}) for base in _CATEGORIES.values()
 }
-
-
-def default_socket(run_root: str | None) -> str:
-    """``PYRECONCILE_HOST`` (``unix:///path`` or a path), else ``<run root>/pyreconcile.sock``."""
-    host = os.environ.get("PYRECONCILE_HOST")
-    if host:
-        return host[len("unix://") :] if host.startswith("unix://") else host
-    base = run_root or os.environ.get("PYRECONCILE_RUN_ROOT") or "/run/pyreconcile"
-    return os.path.join(os.path.abspath(base), SOCKET_NAME)
 
 
 def quote(segment: str) -> str:

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 
 import pytest
+import structlog
 
 from reconciler import logs
 
@@ -18,6 +19,7 @@ def _reset() -> Iterator[None]:
     yield
     logs._threshold = None
     logs._configured = False
+    structlog.reset_defaults()  # it was configured to write to a captured stderr
 
 
 def test_below_the_level_nothing_is_written(capsys: pytest.CaptureFixture[str]) -> None:
