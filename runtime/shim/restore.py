@@ -92,12 +92,9 @@ def ask(bundle: str, *, timeout: float = 2.0) -> ShimStatus | None:
 
 def probe(bundle: str, *, timeout: float = 2.0) -> ShimStatus:
     """Tell whether the shim of ``bundle`` is running, has exited, or was lost."""
-    try:
-        state = client.ShimClient(statedir.path(bundle, statedir.SOCKET), timeout).state()
-    except errors.Unavailable:
-        pass
-    else:
-        return ShimStatus("running", state)
+    answer = ask(bundle, timeout=timeout)
+    if answer is not None:
+        return answer
     record = statedir.read_exit(bundle)
     if record is not None:
         return ShimStatus("exited", record)
