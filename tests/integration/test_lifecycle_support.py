@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,27 +18,14 @@ from typing import Any
 
 from runtime.shim import statedir
 from tests.conftest import Roots
-
-PYRECONCILE = [sys.executable, "-m", "reconciler.cli"]
+from tests.integration.test_apply_e2e import PYRECONCILE, run
 
 
 def cli(
     roots: Roots, *args: str, check: bool = True, timeout: float = 90, input: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [*PYRECONCILE, *args],
-        env=roots.env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        input=input,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"pyreconcile {' '.join(args)} exited {proc.returncode}\n"
-            f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-        )
-    return proc
+    """The CLI as the e2e tests run it, with a longer timeout (outages and restores)."""
+    return run(roots, *args, check=check, timeout=timeout, input=input)
 
 
 def spawn_cli(roots: Roots, *args: str) -> subprocess.Popen[str]:
