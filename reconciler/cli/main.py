@@ -145,6 +145,10 @@ def apply(
     A PLAN made by `diff --out` is refused when its manifests or the host changed
     since it was made.
     """
+    if plan_file and files:
+        fail("give either manifests (-f) or a saved plan, not both")
+    if not plan_file and not files:
+        fail("give manifests with -f (files, directories or - for stdin), or a saved plan")
     with _runtime_errors():
         remote = context.api
     if remote is not None:  # the daemon logs; nothing to configure here
@@ -169,8 +173,6 @@ def apply(
     _configure_logging(context.verbosity)
     guard = None
     if plan_file:
-        if files:
-            fail("give either manifests (-f) or a saved plan, not both")
         with _runtime_errors():
             document = saved_plan.read(plan_file)
         files = tuple(document["files"])
@@ -180,8 +182,6 @@ def apply(
         def guard(plan: model.Plan, observed: model.ObservedState) -> None:
             saved_plan.check(plan_file, document, desired, observed)
 
-    elif not files:
-        fail("give manifests with -f (files, directories or - for stdin), or a saved plan")
     else:
         options = model.PlanOptions(prune=prune, prune_volumes=prune_volumes)
     desired = _load(files, stack)

@@ -84,17 +84,13 @@ def apply(
     from reconciler.cli import main
 
     document = None
-    if plan_file:
-        if files:
-            _fail("give either manifests (-f) or a saved plan, not both")
+    if plan_file:  # (the command checked that it comes without -f)
         from reconciler import saved_plan
 
         try:
             document = saved_plan.read(plan_file)
         except errors.RuntimeError_ as exc:
             _fail(str(exc))
-    elif not files:
-        _fail("give manifests with -f (files, directories or - for stdin), or a saved plan")
     request = T.ApplyRequest(
         **_inputs(files),  # type: ignore[arg-type]
         stack=stack,

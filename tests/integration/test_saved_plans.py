@@ -69,3 +69,13 @@ def test_fail_on_destructive_exit_code(roots: Roots, busybox_tar: Path) -> None:
         assert run(roots, "diff", "-f", str(stack), "--prune-volumes").returncode == 0
     finally:
         run(roots, "delete", "-f", str(stack), "--volumes")
+
+
+def test_apply_wants_manifests_or_a_plan_not_both_nor_neither(roots: Roots, tmp_path: Path) -> None:
+    """Checked before anything else, in-process and through a daemon alike."""
+    both = run(roots, "apply", str(tmp_path / "plan.json"), "-f", str(tmp_path), check=False)
+    assert both.returncode == 1
+    assert "give either manifests (-f) or a saved plan, not both" in both.stderr
+    neither = run(roots, "apply", check=False)
+    assert neither.returncode == 1
+    assert "give manifests with -f" in neither.stderr
