@@ -46,6 +46,7 @@ import secrets
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+import runtime.sys as rsys
 from runtime import client, errors
 from runtime.engine import (
     content,
@@ -349,7 +350,9 @@ class ImageStore:
                     f"layer {blob} unpacks to {result.diff_id} but the image config says "
                     f"{diff_id}: the image is corrupt or tampered with"
                 )
-            os.sync()  # the snapshot is durable before it is recorded as committed
+            # the snapshot is durable before it is recorded as committed: the snapshots'
+            # filesystem is flushed, not every filesystem of the machine (sync())
+            rsys.syncfs(mounts.writable_dir(described))
             try:
                 self._snapshotter.commit(chain, key)
             except errors.AlreadyExists:  # another import committed this layer first

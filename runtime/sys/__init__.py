@@ -78,6 +78,7 @@ __all__ = [
     "open_tree",
     "mount_setattr",
     "openat2",
+    "syncfs",
     "RESOLVE_IN_ROOT",
     "RESOLVE_NO_MAGICLINKS",
     "RESOLVE_NO_SYMLINKS",
@@ -378,6 +379,16 @@ def openat2(dir_fd: int, path: str, flags: int, resolve: int) -> int:
     return _check(
         libc.syscall(nr, dir_fd, _b(path), ctypes.byref(how), ctypes.sizeof(how)), "openat2", path
     )
+
+
+def syncfs(path: str) -> None:
+    """syncfs(2): write out the dirty data of the filesystem holding ``path`` (only
+    that one: ``sync()`` waits for every filesystem's, other processes' included)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        _check(libc.syncfs(fd), "syncfs", path)
+    finally:
+        os.close(fd)
 
 
 def personality(persona: int) -> int:
