@@ -45,6 +45,7 @@ def _structlog_logger(name: str) -> Any:
     if _threshold is not None and not _configured:
         structlog.configure(
             processors=[
+                _stack_is_a_name,
                 structlog.processors.add_log_level,
                 structlog.processors.TimeStamper(fmt="iso"),
                 structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
@@ -55,6 +56,14 @@ def _structlog_logger(name: str) -> Any:
         )
         _configured = True
     return structlog.get_logger(name)
+
+
+def _stack_is_a_name(_logger: Any, _method: str, values: Any) -> Any:
+    """The engine binds ``stack`` to a stack's name; structlog's console renderer
+    would print that key on a line of its own, as a stack trace."""
+    if "stack" in values:
+        values["stack_name"] = values.pop("stack")
+    return values
 
 
 class Logger:

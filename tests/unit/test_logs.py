@@ -32,9 +32,10 @@ def test_below_the_level_nothing_is_written(capsys: pytest.CaptureFixture[str]) 
 
 def test_at_the_level_the_line_carries_its_context(capsys: pytest.CaptureFixture[str]) -> None:
     logs.use_console(1)
-    logs.get_logger("test").bind(round=1).info("change_applied", op="create")
+    logs.get_logger("test").bind(round=1, stack="web").info("change_applied", op="create")
     err = capsys.readouterr().err
     assert "change_applied" in err and "round=1" in err and "op=create" in err
+    assert "stack_name=web" in err and "\nweb" not in err  # a name, not a stack trace
 
 
 def test_a_quiet_cli_run_does_not_import_structlog() -> None:
