@@ -6,9 +6,11 @@ Each round measures:
 
 1. edit → replaced: ``GEN`` of ``c000`` changed in the watched file (saved by
    rename, as editors do) until ``c000`` is a new container and running;
-2. drift repaired: ``c001``'s process killed (SIGKILL; restart policy ``no``, so
-   only self-heal brings it back) until it runs again — the shim's exit event,
-   the loop's round, the start;
+2. drift repaired: one container's process killed (SIGKILL; restart policy
+   ``no``, so only self-heal brings it back) until it runs again — the shim's
+   exit event, the loop's round, the start. Each round kills another container
+   (``c001``, ``c002``…): killing the same one every round would measure the
+   daemon's flap hold (a third start within a minute waits 10 s), not a repair;
 3. idle CPU: the daemon's user+system CPU time over a quiet window divided by
    the window (``/proc/<pid>/stat``), nothing changing;
 4. no-op re-apply: ``pyreconcile apply`` of the same 50 through the daemon's API
@@ -59,6 +61,7 @@ class PyrDaemon:
         )
         self._rt = self._remote()
         self._gen = False
+        self._kills = 0  # containers killed so far (each round kills the next one)
         proc.poll(self._all_running, 300, "the watched stack up")
 
     def _remote(self) -> Any:
@@ -122,15 +125,17 @@ class PyrDaemon:
         proc.poll(replaced, 60, "c000 replaced", interval=0.005)
         edit = time.perf_counter() - start
 
-        victim = self._rt.get_container(f"{self._stack}_c001")
+        self._kills += 1
+        name = f"c{1 + (self._kills - 1) % 49:03d}"  # another one every round (not c000)
+        victim = self._rt.get_container(f"{self._stack}_{name}")
         start = time.perf_counter()
         os.kill(victim.pid, signal.SIGKILL)
 
         def repaired() -> bool:
-            c = self._get("c001")
+            c = self._get(name)
             return bool(c is not None and c.status == "running" and c.pid != victim.pid)
 
-        proc.poll(repaired, 60, "c001 running again", interval=0.005)
+        proc.poll(repaired, 60, f"{name} running again", interval=0.005)
         repair = time.perf_counter() - start
 
         time.sleep(1.0)  # let the verify rounds and exit events settle
