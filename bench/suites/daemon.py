@@ -45,6 +45,7 @@ class PyrDaemon:
     name = names.PYR_DAEMON
 
     def __init__(self, ctx: context.Context, quick: bool) -> None:
+        self._ctx = ctx
         self._engine = pyrec.Pyreconcile(ctx.ws, "daemon")
         self._engine.import_image(ctx.rootfs.tar, images.IMAGE)
         self._dir = ctx.ws.path("daemon-watched", "bench")
@@ -113,6 +114,17 @@ class PyrDaemon:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def cycle(self) -> dict[str, float]:
+        try:
+            return self._cycle()
+        except Exception:
+            # the workspace (and the daemon's log in it) is gone after the run: show its end
+            self._log.flush()
+            with open(self._log.name, "rb") as f:
+                tail = f.read()[-3000:].decode(errors="replace")
+            self._ctx.log(f"  the daemon's log ends:\n{tail}")
+            raise
+
+    def _cycle(self) -> dict[str, float]:
         before = self._containers()["c000"].id
         self._gen = not self._gen
         start = time.perf_counter()

@@ -128,7 +128,8 @@ class Tasks:
         Each answer is a round trip to another process (~0.3 ms); a diff of
         1000 containers spent a third of its time waiting on them one by one.
         The threads only ask (:func:`restore.ask`); whatever did not answer
-        is probed, and every row recorded, one by one as before.
+        with a state (no shim, a busy one, an error) is probed, and every row
+        recorded, one by one as before.
         """
         answers: list[restore.ShimStatus | None] = [None] * len(rows)
         if len(rows) >= _ASK_TOGETHER:
@@ -138,7 +139,10 @@ class Tasks:
                 shim_dir = self.bundle(row.id)
                 if not os.path.exists(statedir.path(shim_dir, statedir.SOCKET)):
                     return None
-                return restore.ask(shim_dir)
+                try:
+                    return restore.ask(shim_dir)
+                except errors.RuntimeError_:  # any answer but a state: probed as before
+                    return None
 
             with ThreadPoolExecutor(max_workers=_ASKERS) as pool:
                 answers = list(pool.map(ask, rows))
