@@ -51,21 +51,52 @@ locked database after the timeout ``Transient``, anything else ``Terminal``.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import enum
-import json
 import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from runtime import errors
+from runtime.engine.rows import (
+    TABLES,
+    UNSET,
+    ContainerRow,
+    ImageRef,
+    ImageRow,
+    NetworkRow,
+    Pairs,
+    Row,
+    SnapshotRow,
+    Unset,
+    VolumeRow,
+    column_of,
+    encode_value,
+    field_names,
+    pairs,
+    row_from,
+)
+
+__all__ = [
+    "BUSY_TIMEOUT",
+    "SCHEMA_VERSION",
+    "UNSET",
+    "ContainerRow",
+    "ImageRef",
+    "ImageRow",
+    "MetadataStore",
+    "NetworkRow",
+    "Pairs",
+    "SnapshotRow",
+    "Unset",
+    "VolumeRow",
+    "map_sqlite_errors",
+    "pairs",
+]
 
 SCHEMA_VERSION = 2
 BUSY_TIMEOUT = 10.0
 
-Pairs = tuple[tuple[str, str], ...]
 
 _MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (
@@ -137,158 +168,6 @@ _MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
         ),
     ),
 )
-
-
-class Unset(enum.Enum):
-    """Marks an ``update_*`` argument that leaves its column as it is."""
-
-    UNSET = 0
-
-
-UNSET = Unset.UNSET
-
-
-@dataclasses.dataclass(frozen=True)
-class ImageRow:
-    id: str
-    manifest_digest: str
-    config_json: str
-    size: int
-    created_at: float
-    annotations: Pairs = ()
-
-
-@dataclasses.dataclass(frozen=True)
-class ImageRef:
-    name: str
-    image_id: str
-
-
-@dataclasses.dataclass(frozen=True)
-class SnapshotRow:
-    key: str
-    parent: str | None
-    kind: str  # committed | active | view
-    dir_id: str
-    created_at: float
-    size: int = 0
-
-
-@dataclasses.dataclass(frozen=True)
-class ContainerRow:
-    id: str
-    name: str
-    config_json: str
-    image_id: str
-    image_digest: str
-    snapshot_key: str | None
-    oci_runtime: str | None
-    created_at: float
-    operator_stopped: bool = False
-    restart_count: int = 0
-    # the last run, as last observed (v2)
-    started_at: float | None = None
-    finished_at: float | None = None
-    exit_code: int | None = None
-    oom_killed: bool = False
-    lost: bool = False
-    exit_error: str | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class VolumeRow:
-    name: str
-    driver: str
-    options: Pairs
-    labels: Pairs
-    annotations: Pairs
-    mountpoint: str
-    created_at: float
-
-
-@dataclasses.dataclass(frozen=True)
-class NetworkRow:
-    id: str
-    name: str
-    driver: str
-    subnet: str | None
-    gateway: str | None
-    ip_range: str | None
-    internal: bool
-    options: Pairs
-    labels: Pairs
-    annotations: Pairs
-    created_at: float
-
-
-Row = TypeVar("Row", ImageRow, ImageRef, SnapshotRow, ContainerRow, VolumeRow, NetworkRow)
-
-# Per row type: the table, and for each dataclass field its column and codec.
-_MAP_FIELDS = {"options", "labels", "annotations"}
-_BOOL_FIELDS = {"operator_stopped", "internal", "oom_killed", "lost"}
-_TABLES: dict[type[Any], str] = {
-    ImageRow: "images",
-    ImageRef: "image_refs",
-    SnapshotRow: "snapshots",
-    ContainerRow: "containers",
-    VolumeRow: "volumes",
-    NetworkRow: "networks",
-}
-
-
-def _column(field: str) -> str:
-    return f"{field}_json" if field in _MAP_FIELDS else field
-
-
-def _encode(field: str, value: Any) -> Any:
-    if field in _MAP_FIELDS:
-        return json.dumps(dict(value), sort_keys=True, separators=(",", ":"))
-    if field in _BOOL_FIELDS:
-        return int(bool(value))
-    return value
-
-
-def _decode(field: str, value: Any) -> Any:
-    if field in _MAP_FIELDS:
-        return tuple(sorted(json.loads(value).items()))
-    if field in _BOOL_FIELDS:
-        return bool(value)
-    return value
-
-
-def _fields(cls: type[Any]) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(cls))
-
-
-_READERS: dict[type[Any], tuple[tuple[str, str, bool], ...]] = {}
-
-
-def _readers(cls: type[Any]) -> tuple[tuple[str, str, bool], ...]:
-    """(field, column, decode?) for each field of ``cls``: worked out once, not per row."""
-    readers = _READERS.get(cls)
-    if readers is None:
-        readers = _READERS[cls] = tuple(
-            (f, _column(f), f in _MAP_FIELDS or f in _BOOL_FIELDS) for f in _fields(cls)
-        )
-    return readers
-
-
-def _from_row(cls: type[Row], row: sqlite3.Row) -> Row:
-    return cls(
-        **{
-            f: _decode(f, row[column]) if decode else row[column]
-            for f, column, decode in _readers(cls)
-        }
-    )
-
-
-def pairs(items: Mapping[str, str] | Pairs | None) -> Pairs:
-    """A mapping (or pairs) as sorted pairs: the form rows carry."""
-    if items is None:
-        return ()
-    if isinstance(items, Mapping):
-        return tuple(sorted(items.items()))
-    return tuple(sorted(items))
 
 
 def _changes(arguments: Mapping[str, Any], key: str) -> dict[str, Any]:
@@ -414,24 +293,24 @@ class MetadataStore:
             return list(self._db.execute(sql, tuple(args)).fetchall())
 
     def _insert(self, row: Any, what: str) -> None:
-        fields = _fields(type(row))
-        columns = ", ".join(_column(f) for f in fields)
+        fields = field_names(type(row))
+        columns = ", ".join(column_of(f) for f in fields)
         marks = ", ".join("?" for _ in fields)
-        values = [_encode(f, getattr(row, f)) for f in fields]
+        values = [encode_value(f, getattr(row, f)) for f in fields]
         with self.transaction(what):
             self._db.execute(
-                f"INSERT INTO {_TABLES[type(row)]} ({columns}) VALUES ({marks})", values
+                f"INSERT INTO {TABLES[type(row)]} ({columns}) VALUES ({marks})", values
             )
 
     def _get(self, cls: type[Row], column: str, value: Any, what: str) -> Row:
-        row = self._one(f"SELECT * FROM {_TABLES[cls]} WHERE {column} = ?", (value,), what)
+        row = self._one(f"SELECT * FROM {TABLES[cls]} WHERE {column} = ?", (value,), what)
         if row is None:
             raise errors.NotFound(f"{what}: not found")
-        return _from_row(cls, row)
+        return row_from(cls, row)
 
     def _list(self, cls: type[Row], order: str, what: str) -> list[Row]:
-        rows = self._all(f"SELECT * FROM {_TABLES[cls]} ORDER BY {order}", (), what)
-        return [_from_row(cls, r) for r in rows]
+        rows = self._all(f"SELECT * FROM {TABLES[cls]} ORDER BY {order}", (), what)
+        return [row_from(cls, r) for r in rows]
 
     def _update(
         self, cls: type[Row], key: str, value: Any, changes: Mapping[str, Any], what: str
@@ -440,16 +319,16 @@ class MetadataStore:
         items = {f: v for f, v in changes.items() if v is not UNSET}
         with self.transaction(what):
             if items:
-                sets = ", ".join(f"{_column(f)} = ?" for f in items)
-                params = [_encode(f, v) for f, v in items.items()] + [value]
-                cur = self._db.execute(f"UPDATE {_TABLES[cls]} SET {sets} WHERE {key} = ?", params)
+                sets = ", ".join(f"{column_of(f)} = ?" for f in items)
+                params = [encode_value(f, v) for f, v in items.items()] + [value]
+                cur = self._db.execute(f"UPDATE {TABLES[cls]} SET {sets} WHERE {key} = ?", params)
                 if cur.rowcount == 0:
                     raise errors.NotFound(f"{what}: not found")
             return self._get(cls, key, value, what)
 
     def _delete(self, cls: type[Any], key: str, value: Any, what: str) -> None:
         with self.transaction(what):
-            cur = self._db.execute(f"DELETE FROM {_TABLES[cls]} WHERE {key} = ?", (value,))
+            cur = self._db.execute(f"DELETE FROM {TABLES[cls]} WHERE {key} = ?", (value,))
             if cur.rowcount == 0:
                 raise errors.NotFound(f"{what}: not found")
 
@@ -475,7 +354,7 @@ class MetadataStore:
             sql, arg = "SELECT * FROM images WHERE manifest_digest = ? ORDER BY id", manifest_digest
         else:
             return self.list_images()
-        return [_from_row(ImageRow, r) for r in self._all(sql, (arg,), "find images")]
+        return [row_from(ImageRow, r) for r in self._all(sql, (arg,), "find images")]
 
     def update_image(
         self, image_id: str, *, annotations: Mapping[str, str] | Pairs | Unset = UNSET
@@ -509,7 +388,7 @@ class MetadataStore:
                 (image_id,),
                 f"list references of image {image_id}",
             )
-        return [_from_row(ImageRef, r) for r in rows]
+        return [row_from(ImageRef, r) for r in rows]
 
     def delete_image_ref(self, name: str) -> None:
         self._delete(ImageRef, "name", name, f"image reference {name}")
@@ -529,7 +408,7 @@ class MetadataStore:
         rows = self._all(
             "SELECT * FROM snapshots WHERE parent = ? ORDER BY key", (key,), f"children of {key}"
         )
-        return [_from_row(SnapshotRow, r) for r in rows]
+        return [row_from(SnapshotRow, r) for r in rows]
 
     def commit_snapshot(self, key: str, name: str, size: int) -> SnapshotRow:
         """Turn the active snapshot ``key`` into the committed snapshot ``name``."""
@@ -571,7 +450,7 @@ class MetadataStore:
             (image_id,),
             f"list containers of image {image_id}",
         )
-        return [_from_row(ContainerRow, r) for r in rows]
+        return [row_from(ContainerRow, r) for r in rows]
 
     def update_container(
         self,
