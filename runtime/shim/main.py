@@ -298,19 +298,19 @@ def _log_ignored(events: EventLog, name: str) -> Callable[[], None]:
 
 
 def _serve(opts: Options, sync: _Sync) -> int:
+    from runtime.shim import creates, logwriter, loop, runtimes, server, statedir, supervisor
     from runtime.shim import events as shim_events
-    from runtime.shim import logwriter, loop, runtimes, server, statedir, supervisor
 
     bundle = opts.bundle
     runtime = runtimes.make(opts.runtime_binary, opts.runtime_root, opts.container_id, bundle)
-    pending: supervisor.Pending | None = None
+    pending: creates.Pending | None = None
     if runtime.gated:  # its helper reads the config meanwhile; makes nothing before the gate
-        pending = supervisor.begin_create(runtime, bundle, gated=True)
+        pending = creates.begin_create(runtime, bundle, gated=True)
     try:
         lock_fd = _lock(opts)  # refused: leave the live shim's files alone
     except BaseException:
         if pending is not None:
-            supervisor.abandon_create(pending)
+            creates.abandon_create(pending)
         raise
     events = shim_events.EventLog(None)
     ev_loop: loop.Loop | None = None
@@ -331,9 +331,9 @@ def _serve(opts: Options, sync: _Sync) -> int:
         )
         # the container is created (in a helper) while the shim sets itself up
         if pending is None:
-            pending = supervisor.begin_create(runtime, bundle)
+            pending = creates.begin_create(runtime, bundle)
         else:  # the lock is ours and options.json is there: let the helper go on
-            pending = supervisor.release_create(pending)
+            pending = creates.release_create(pending)
         if opts.title is not None:  # after the helper's fork: it keeps the server's
             from runtime.shim import forkserver
 
@@ -373,7 +373,7 @@ def _serve(opts: Options, sync: _Sync) -> int:
         if srv is not None:
             srv.close()
         if pending is not None:
-            supervisor.abandon_create(pending)
+            creates.abandon_create(pending)
         if sup is not None:
             sup.abort()
         if runtime is not None:
