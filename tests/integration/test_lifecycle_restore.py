@@ -94,6 +94,35 @@ def test_a_killed_shim_is_reported_lost_never_forgotten(
         rt.close()
 
 
+def test_a_list_of_many_asks_the_shims_together_and_probes_the_silent_one(
+    roots: Roots, engine: client.RuntimeClient
+) -> None:
+    """From eight containers on, ``list`` asks the live shims in parallel; a shim
+    killed behind the engine's back (this engine stays open: no restore pass)
+    does not answer and is probed on its own: lost, reported dead, not the list's
+    error — and the others are running as their shims say."""
+    names = [f"many{i}" for i in range(9)]
+    started = {}
+    for name in names:
+        engine.create_container(_config(name))
+        started[name] = engine.start_container(name)
+    exited = _config("many-exit", command=("sh", "-c", "exit 3"))
+    engine.create_container(exited)
+    engine.start_container("many-exit")
+    wait_until(
+        lambda: engine.get_container("many-exit").status == "exited", what="many-exit to exit"
+    )
+    _kill_shim(roots, started["many4"].id)
+
+    seen = {c.name: c for c in engine.list_containers()}
+    assert seen["many4"].status == "dead" and seen["many4"].exit_code == 137
+    assert seen["many-exit"].status == "exited" and seen["many-exit"].exit_code == 3
+    for name in names:
+        if name != "many4":
+            assert seen[name].status == "running", seen[name]
+            assert seen[name].pid == started[name].pid
+
+
 def test_a_lost_container_with_restart_always_is_started_again(
     roots: Roots, engine: client.RuntimeClient
 ) -> None:
