@@ -11,24 +11,9 @@ import os
 from typing import TextIO
 
 from reconciler.plan import model
+from reconciler.verbs import SYMBOL, VERB
 from schemas import diff as diff_schema
 
-SYMBOL = {
-    "create": "+",
-    "update": "~",
-    "recreate": "-/+",
-    "delete": "-",
-    "start": ">",
-    "restart": "~>",
-}
-VERB = {
-    "create": "create",
-    "update": "update in place",
-    "recreate": "recreate",
-    "delete": "delete",
-    "start": "start",
-    "restart": "restart",
-}
 COLOUR = {
     "create": "32",
     "update": "33",

@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import click
 
-from reconciler.cli import container_cmds, daemon_cmds, image_cmds, network_cmds, volume_cmds
+from reconciler.cli import (
+    container_cmds,
+    daemon_cmds,
+    image_cmds,
+    network_cmds,
+    report,
+    volume_cmds,
+)
 from reconciler.cli import context as ctx_mod
 from runtime import errors
 
@@ -70,24 +77,17 @@ def _load(files: tuple[str, ...], stack: str | None) -> model.DesiredState:
     except load.LoadError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
-        n = len(exc.problems)
-        fail(f"{n} problem{'s' if n != 1 else ''} found; nothing was changed")
+        fail(report.problems_found(exc.problems))
     for warning in loaded.warnings:
         click.echo(f"warning: {warning}", err=True)
     return desired_mod.desired_state(loaded)
 
 
 def _progress(quiet: bool) -> Callable[[str, model.Action, str], None]:
-    from reconciler import render
-
     def emit(event: str, action: model.Action, detail: str) -> None:
-        if quiet:
-            return
-        if event == "action_started":
-            verb = render.VERB[action.op]
-            click.echo(f"{render.SYMBOL[action.op]:>3} {action.resource}: {verb}…", err=True)
-        elif event == "action_failed":
-            click.echo(f"  ! {action.resource}: {detail}", err=True)
+        line = None if quiet else report.progress_line(event, action.op, action.resource, detail)
+        if line is not None:
+            click.echo(line, err=True)
 
     return emit
 
@@ -218,22 +218,14 @@ def print_applied(
     stack: str, executed: int, rounds: int, notes: list[tuple[str, str, str]]
 ) -> None:
     """``apply``'s summary (the same in-process and through the daemon)."""
-    if executed:
-        click.echo(
-            f"stack {stack}: applied {executed} change{'s' if executed != 1 else ''}, "
-            f"in sync after {rounds} round{'s' if rounds != 1 else ''}"
-        )
-    else:
-        click.echo(f"stack {stack}: in sync, nothing to do")
-    for kind, name, message in notes:
-        click.echo(f"  - {kind.lower()}/{name}: {message}")
+    for line in report.applied_lines(stack, executed, rounds, notes):
+        click.echo(line)
 
 
 def print_deleted(stack: str, count: int, notes: list[tuple[str, str, str]]) -> None:
     """``delete``'s summary (the same in-process and through the daemon)."""
-    click.echo(f"stack {stack}: deleted {count} object{'s' if count != 1 else ''}")
-    for kind, name, message in notes:
-        click.echo(f"  - {kind.lower()}/{name}: {message}")
+    for line in report.deleted_lines(stack, count, notes):
+        click.echo(line)
 
 
 @cli.command()
@@ -310,13 +302,15 @@ def diff(
         click.echo(render.plan_json(plan), nl=False)
     else:
         click.echo(render.plan_text(plan, render.use_colour(sys.stdout)), nl=False)
-    if plan.blocked:
-        sys.exit(error_code)
-    if fail_on_destructive and plan.destructive:
-        sys.exit(3)
-    if plan.in_sync:
-        sys.exit(0)
-    sys.exit(2 if exit_code_style == "terraform" else 1)
+    sys.exit(
+        report.diff_exit_code(
+            in_sync=plan.in_sync,
+            blocked=plan.blocked,
+            destructive=plan.destructive,
+            exit_code_style=exit_code_style,
+            fail_on_destructive=fail_on_destructive,
+        )
+    )
 
 
 @cli.command()

@@ -16,18 +16,10 @@ from typing import NoReturn
 
 import click
 
+from reconciler.cli import report
 from reconciler.daemon import api_types as T
 from reconciler.daemon import client as daemon_client
 from runtime import client, errors
-
-SYMBOL = {
-    "create": "+",
-    "update": "~",
-    "recreate": "-/+",
-    "delete": "-",
-    "start": ">",
-    "restart": "~>",
-}
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -47,21 +39,16 @@ def _inputs(files: tuple[str, ...]) -> dict[str, object]:
 def _load_failed(body: T.ErrorBody, code: int) -> NoReturn:
     for problem in body.problems:
         click.echo(problem, err=True)
-    n = len(body.problems)
-    _fail(f"{n} problem{'s' if n != 1 else ''} found; nothing was changed", code)
+    _fail(report.problems_found(body.problems), code)
 
 
 def _progress(line: T.ProgressLine, quiet: bool) -> None:
     if line.event == "notice":
         click.echo(line.message, err=True)
-    elif quiet:
         return
-    elif line.event == "action_started" and line.op and line.resource:
-        from reconciler import render
-
-        click.echo(f"{SYMBOL[line.op]:>3} {line.resource}: {render.VERB[line.op]}…", err=True)
-    elif line.event == "action_failed":
-        click.echo(f"  ! {line.resource}: {line.message}", err=True)
+    text = None if quiet else report.progress_line(line.event, line.op, line.resource, line.message)
+    if text is not None:
+        click.echo(text, err=True)
 
 
 def _notes(notes: tuple[T.NoteView, ...]) -> list[tuple[str, str, str]]:
@@ -159,13 +146,15 @@ def diff(
     except errors.RuntimeError_ as exc:
         _fail(str(exc), error_code)
     click.echo(outcome.rendered, nl=False)
-    if outcome.blocked:
-        sys.exit(error_code)
-    if fail_on_destructive and outcome.destructive:
-        sys.exit(3)
-    if outcome.in_sync:
-        sys.exit(0)
-    sys.exit(2 if exit_code_style == "terraform" else 1)
+    sys.exit(
+        report.diff_exit_code(
+            in_sync=outcome.in_sync,
+            blocked=outcome.blocked,
+            destructive=outcome.destructive,
+            exit_code_style=exit_code_style,
+            fail_on_destructive=fail_on_destructive,
+        )
+    )
 
 
 def delete(
