@@ -27,6 +27,7 @@ import select
 import socket
 import socketserver
 import struct
+import sys
 import threading
 import time
 import urllib.parse
@@ -178,6 +179,13 @@ class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         self.max_body = max_body
         self.stopping = threading.Event()
         super().__init__(path, Handler, bind_and_activate=False)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client gone between two requests (it closed, reset or timed out) is no
+        error; anything else is logged, not printed on stderr by socketserver."""
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            return
+        log.exception("connection_failed")
 
     def route(self, method: str, raw_path: str) -> tuple[Route, dict[str, str]]:
         parts = raw_path.strip("/").split("/")

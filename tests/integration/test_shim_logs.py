@@ -73,10 +73,14 @@ def test_since_filters_older_records(shim_env: ShimEnv) -> None:
     script = "echo before; while [ ! -e /go3 ]; do sleep 0.05; done; echo after"
     c = shim_env.container(["sh", "-c", script])
     c.spawn()
-    first = wait_until(lambda: c.logs(), what="the first line")[0]
-    cut = logs.parse_time(first["time"]) + 1_000_000  # 1 ms later: floats hold ~0.2 µs
+    wait_until(lambda: c.logs(), what="the first line")
     trigger.touch()
     c.wait_exit_file()
+    entries = c.logs()
+    assert [e["log"] for e in entries] == ["before\n", "after\n"]
+    before, after = (logs.parse_time(e["time"]) for e in entries)
+    assert after - before > 1_000, entries  # "after" was read once the trigger was there
+    cut = (before + after) // 2  # between the two: a float holds it to ~0.2 µs
     assert [e["log"] for e in c.logs(since=logs.format_time(cut))] == ["after\n"]
     assert [e["log"] for e in c.logs(since=cut / 1e9)] == ["after\n"]
     trigger.unlink()
