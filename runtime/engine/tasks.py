@@ -165,7 +165,7 @@ class Tasks:
             return from_row(row)  # never started, or a start is under way
         status = answer or _probe(shim_dir)
         if status is None:  # alive but busy: say running, act on it later
-            return dataclasses.replace(from_row(row), status="running")
+            return dataclasses.replace(from_row(row), status="running", pid=_init_pid(shim_dir))
         rec = status.record
         if status.kind == "running":
             return self._running(row, rec)
@@ -250,7 +250,9 @@ class Tasks:
             info,
             status=state,
             health=health_info(rec.get("health")) if state == "running" else None,
-            pid=_int(rec.get("pid")) if state == "running" else None,
+            pid=(_int(rec.get("pid")) or _init_pid(self.bundle(row.id)))
+            if state == "running"
+            else None,
             exit_code=None if state == "running" else info.exit_code,
             finished_at=None if state == "running" else info.finished_at,
         )
@@ -363,6 +365,17 @@ def health_info(value: object) -> client.HealthInfo | None:
         failing_streak=_int(value.get("failingStreak")) or 0,
         log=tuple(results),
     )
+
+
+def _init_pid(shim_dir: str) -> int | None:
+    """The container's init pid as the shim recorded its run (``run.json``), else as an
+    external runtime wrote it at create (``init.pid``): for a shim that is busy, or
+    that answers between create and start, without one."""
+    run = statedir.read_json(statedir.path(shim_dir, statedir.RUN)) or {}
+    pid = run.get("init_pid")
+    if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0:
+        return pid
+    return statedir.read_pid(statedir.path(shim_dir, statedir.INIT_PID))
 
 
 #: From this many containers on, their shims are asked in parallel, by this many threads

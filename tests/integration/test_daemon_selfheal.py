@@ -26,7 +26,9 @@ def test_a_killed_container_is_restarted_within_two_seconds_then_held_when_it_ke
     api = daemon.api(roots)
     try:
         web = daemon.wait_for(
-            lambda: (c := daemon.container(rt, "heal", "web")) and c.status == "running" and c,
+            lambda: (
+                (c := daemon.container(rt, "heal", "web")) and c.status == "running" and c.pid and c
+            ),
             what="web running",
         )
         exits_before = daemon.metric(api, 'pyreconcile_triggers_total{trigger="exit"}')
@@ -39,6 +41,7 @@ def test_a_killed_container_is_restarted_within_two_seconds_then_held_when_it_ke
                 lambda pid=pid: (
                     (c := daemon.container(rt, "heal", "web"))
                     and c.status == "running"
+                    and c.pid
                     and c.pid != pid
                     and c
                 ),

@@ -123,6 +123,23 @@ def test_a_list_of_many_asks_the_shims_together_and_probes_the_silent_one(
             assert seen[name].pid == started[name].pid
 
 
+def test_a_shim_that_does_not_answer_is_running_with_its_init_pid(
+    roots: Roots, engine: client.RuntimeClient
+) -> None:
+    """A stopped (SIGSTOP) shim is alive but silent: the container is said to run,
+    with the pid its runtime wrote at create, not without one."""
+    engine.create_container(_config("busy"))
+    started = engine.start_container("busy")
+    shim = _shim_of(roots, started.id)
+    os.kill(shim, signal.SIGSTOP)
+    try:
+        seen = engine.get_container("busy")
+    finally:
+        os.kill(shim, signal.SIGCONT)
+    assert seen.status == "running" and seen.pid == started.pid
+    assert engine.get_container("busy").pid == started.pid  # and answering again
+
+
 def test_a_lost_container_with_restart_always_is_started_again(
     roots: Roots, engine: client.RuntimeClient
 ) -> None:
