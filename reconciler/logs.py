@@ -20,10 +20,8 @@ _LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
     "warning": logging.WARNING,
-    "warn": logging.WARNING,
     "error": logging.ERROR,
     "exception": logging.ERROR,
-    "critical": logging.CRITICAL,
 }
 
 #: Set by :func:`use_console`: calls below it are dropped here (None: all go through).

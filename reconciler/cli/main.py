@@ -85,7 +85,7 @@ def _load(files: tuple[str, ...], stack: str | None) -> model.DesiredState:
 
 def _progress(quiet: bool) -> Callable[[str, model.Action, str], None]:
     def emit(event: str, action: model.Action, detail: str) -> None:
-        line = None if quiet else report.progress_line(event, action.op, action.resource, detail)
+        line = report.progress_line(event, action.op, action.resource, detail, quiet=quiet)
         if line is not None:
             click.echo(line, err=True)
 

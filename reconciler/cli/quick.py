@@ -206,9 +206,7 @@ def _apply(sock: socket.socket, command: Command) -> int:
     for raw in _lines(body):
         line = json.loads(raw)
         event = line.get("event")
-        if event == "notice":
-            _err(str(line.get("message", "")))
-        elif not quiet and (text := _progress(line)) is not None:
+        if (text := _progress(line, quiet)) is not None:
             _err(text)
         if event == "result" and line.get("apply") and not quiet:
             done = line["apply"]
@@ -250,9 +248,13 @@ def _diff(sock: socket.socket, command: Command) -> int:
     )
 
 
-def _progress(line: dict[str, Any]) -> str | None:
+def _progress(line: dict[str, Any], quiet: bool) -> str | None:
     return report.progress_line(
-        str(line.get("event")), line.get("op"), line.get("resource"), str(line.get("message", ""))
+        str(line.get("event")),
+        line.get("op"),
+        line.get("resource"),
+        str(line.get("message", "")),
+        quiet=quiet,
     )
 
 

@@ -43,10 +43,7 @@ def _load_failed(body: T.ErrorBody, code: int) -> NoReturn:
 
 
 def _progress(line: T.ProgressLine, quiet: bool) -> None:
-    if line.event == "notice":
-        click.echo(line.message, err=True)
-        return
-    text = None if quiet else report.progress_line(line.event, line.op, line.resource, line.message)
+    text = report.progress_line(line.event, line.op, line.resource, line.message, quiet=quiet)
     if text is not None:
         click.echo(text, err=True)
 

@@ -38,8 +38,15 @@ def deleted_lines(stack: str, count: int, notes: Iterable[Note]) -> list[str]:
     return lines + [f"  - {kind.lower()}/{name}: {message}" for kind, name, message in notes]
 
 
-def progress_line(event: str, op: str | None, resource: str | None, detail: str) -> str | None:
-    """A progress line of an apply or delete (stderr), or None for an event not shown."""
+def progress_line(
+    event: str, op: str | None, resource: str | None, detail: str, *, quiet: bool = False
+) -> str | None:
+    """A progress line of an apply or delete (stderr), or None for an event not shown.
+    A notice (``detail``) is shown even when ``quiet``; the actions' lines are not."""
+    if event == "notice":
+        return detail
+    if quiet:
+        return None
     if event == "action_started" and op in SYMBOL and resource:
         return f"{SYMBOL[op]:>3} {resource}: {VERB[op]}…"
     if event == "action_failed":
